@@ -1,0 +1,5 @@
+//! Strata's storage node. The storage engine lives in [`storage`]; the `strata-node` and
+//! `stratactl` binaries are built on it.
+
+pub mod dataset;
+pub mod storage;

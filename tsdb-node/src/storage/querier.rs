@@ -1,0 +1,373 @@
+//! Reading: selected series merged over every source, newest version of a timestamp winning.
+//!
+//! A query first takes a [`Snapshot`] under the engine's read lock — the selected series with
+//! their labels, the live head's samples for them, and `Arc`s of the frozen head and the
+//! segments that overlap the range — and then reads segments without holding any lock.
+//! Sources are visited in ascending `seq`; a later source's sample replaces an earlier one at
+//! the same timestamp ("last write wins", see `head::series`). Tombstones hide data in sources
+//! older than the deletion.
+
+use std::sync::Arc;
+
+use crate::storage::codec::{self, Aggregate};
+use crate::storage::engine::{FrozenHead, SegmentHandle};
+use crate::storage::head::merge_override;
+use crate::storage::layout::{bucket_start, SegmentKind};
+use crate::storage::model::{Labels, Sample, SeriesId};
+use crate::storage::tombstones::{is_deleted, Tombstone};
+use crate::storage::StorageError;
+
+/// One selected series with its merged samples in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// One series' aggregate over a window.
+#[derive(Clone, Debug)]
+pub struct SeriesAggregate {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub aggregate: Aggregate,
+}
+
+/// One bucket of a downsampled series: the aggregate of the raw samples with
+/// `t <= sample.t < t + resolution`. `first`/`last` keep values only.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RollupPoint {
+    pub t: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first: f64,
+    pub last: f64,
+}
+
+impl RollupPoint {
+    pub fn from_aggregate(t: i64, a: &Aggregate) -> Option<Self> {
+        Some(RollupPoint {
+            t,
+            count: a.count,
+            sum: a.sum,
+            min: a.min,
+            max: a.max,
+            first: a.first?.v,
+            last: a.last?.v,
+        })
+    }
+
+    /// Bitwise comparison, so that NaN rollups compare equal in tests.
+    pub fn same_bits(&self, o: &RollupPoint) -> bool {
+        self.t == o.t
+            && self.count == o.count
+            && [self.sum, self.min, self.max, self.first, self.last]
+                .iter()
+                .zip([o.sum, o.min, o.max, o.first, o.last])
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RollupSeries {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub points: Vec<RollupPoint>,
+}
+
+pub(crate) enum Source {
+    Segment(Arc<SegmentHandle>),
+    Frozen(Arc<FrozenHead>),
+}
+
+impl Source {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Source::Segment(h) => h.name.seq,
+            Source::Frozen(f) => f.seq,
+        }
+    }
+
+    /// The source's samples of one series in `[mint, maxt]`, sorted and unique.
+    fn samples(
+        &self,
+        id: SeriesId,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), StorageError> {
+        match self {
+            Source::Segment(h) => h.raw_samples(id, mint, maxt, out),
+            Source::Frozen(f) => match f.head.series(id) {
+                Some(s) => Ok(s.samples_in(mint, maxt, out)?),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+pub(crate) struct SelectedSeries {
+    pub id: SeriesId,
+    pub labels: Labels,
+    /// The live head's samples in the query range.
+    pub head: Vec<Sample>,
+}
+
+/// Everything a query needs, taken under the read lock.
+pub(crate) struct Snapshot {
+    pub series: Vec<SelectedSeries>,
+    /// Raw sources overlapping the range, ascending by seq.
+    pub sources: Vec<Source>,
+    /// Rollup segments of the requested resolution (rollup queries only).
+    pub rollups: Vec<Arc<SegmentHandle>>,
+    /// Time ranges of newer raw data that invalidates rollups: (seq, start, end).
+    pub raw_extents: Vec<(u64, i64, i64)>,
+    pub tombstones: Vec<Tombstone>,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
+impl Snapshot {
+    fn deleted_ranges(&self, labels: &Labels, seq: u64) -> Vec<(i64, i64)> {
+        self.tombstones
+            .iter()
+            .filter(|t| t.applies_to(labels, seq))
+            .map(|t| (t.mint, t.maxt))
+            .collect()
+    }
+
+    /// Merged samples of one selected series over `[mint, maxt]`.
+    pub fn merged(
+        &self,
+        s: &SelectedSeries,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Sample>, StorageError> {
+        let mut acc: Vec<Sample> = Vec::new();
+        let mut buf = Vec::new();
+        for src in &self.sources {
+            buf.clear();
+            src.samples(s.id, mint, maxt, &mut buf)?;
+            if buf.is_empty() {
+                continue;
+            }
+            let deleted = self.deleted_ranges(&s.labels, src.seq());
+            if !deleted.is_empty() {
+                buf.retain(|x| !is_deleted(&deleted, x.t));
+            }
+            acc = merge_newer(acc, &buf);
+        }
+        let head: Vec<Sample> = s
+            .head
+            .iter()
+            .copied()
+            .filter(|x| x.t >= mint && x.t <= maxt)
+            .collect();
+        Ok(merge_newer(acc, &head))
+    }
+
+    pub fn select(&self) -> Result<Vec<Series>, StorageError> {
+        let mut out = Vec::with_capacity(self.series.len());
+        for s in &self.series {
+            let samples = self.merged(s, self.mint, self.maxt)?;
+            if !samples.is_empty() {
+                out.push(Series {
+                    id: s.id,
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Aggregates `[mint, maxt]` per series. When a series' pieces (chunks of different
+    /// sources, head samples) do not overlap in time and no tombstone applies, every chunk is
+    /// folded while it is decoded, without materialising samples; otherwise the merged samples
+    /// are folded.
+    pub fn aggregate(&self) -> Result<Vec<SeriesAggregate>, StorageError> {
+        let (mint, maxt) = (self.mint, self.maxt);
+        let mut out = Vec::with_capacity(self.series.len());
+        for s in &self.series {
+            let mut agg = Aggregate::new();
+            if !self.aggregate_fast(s, &mut agg)? {
+                agg = Aggregate::new();
+                for x in self.merged(s, mint, maxt)? {
+                    agg.add(x);
+                }
+            }
+            if agg.count > 0 {
+                out.push(SeriesAggregate {
+                    id: s.id,
+                    labels: s.labels.clone(),
+                    aggregate: agg,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn aggregate_fast(
+        &self,
+        s: &SelectedSeries,
+        agg: &mut Aggregate,
+    ) -> Result<bool, StorageError> {
+        enum Piece<'a> {
+            Chunk(&'a SegmentHandle, crate::storage::segment::ChunkEntry),
+            Samples(Vec<Sample>),
+        }
+        let (mint, maxt) = (self.mint, self.maxt);
+        let mut pieces: Vec<(i64, i64, Piece)> = Vec::new();
+        for src in &self.sources {
+            if !self.deleted_ranges(&s.labels, src.seq()).is_empty() {
+                return Ok(false);
+            }
+            match src {
+                Source::Segment(h) => {
+                    for e in h.raw_chunks(s.id, mint, maxt)? {
+                        pieces.push((e.mint, e.maxt, Piece::Chunk(h, e)));
+                    }
+                }
+                Source::Frozen(f) => {
+                    if let Some(ms) = f.head.series(s.id) {
+                        let mut v = Vec::new();
+                        ms.samples_in(mint, maxt, &mut v)?;
+                        if let (Some(a), Some(b)) = (v.first(), v.last()) {
+                            pieces.push((a.t, b.t, Piece::Samples(v.clone())));
+                        }
+                    }
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (s.head.first(), s.head.last()) {
+            pieces.push((a.t, b.t, Piece::Samples(s.head.clone())));
+        }
+        pieces.sort_by_key(|p| p.0);
+        if pieces.windows(2).any(|w| w[1].0 <= w[0].1) {
+            return Ok(false);
+        }
+        let t1 = maxt.saturating_add(1);
+        for (_, _, p) in pieces {
+            match p {
+                Piece::Chunk(h, e) => {
+                    let bytes = h.chunk_bytes(&e)?;
+                    if maxt == i64::MAX {
+                        // [t0, t1) cannot express an inclusive i64::MAX; fold the rest by hand.
+                        let mut v = Vec::new();
+                        codec::decode_chunk(bytes, &mut v).map_err(|e| h.corrupt(e.to_string()))?;
+                        v.iter().filter(|x| x.t >= mint).for_each(|x| agg.add(*x));
+                    } else {
+                        codec::aggregate_chunk(bytes, mint, t1, agg)
+                            .map_err(|e| h.corrupt(e.to_string()))?;
+                    }
+                }
+                Piece::Samples(v) => v
+                    .iter()
+                    .filter(|x| x.t >= mint && x.t <= maxt)
+                    .for_each(|x| agg.add(*x)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Downsampled series at `resolution`: buckets whose start lies in `[mint, maxt]`. Valid
+    /// rollup files answer for their windows; everything else is computed from raw data, so
+    /// the answer equals folding the raw samples bucket by bucket.
+    pub fn select_rollup(&self, resolution: i64) -> Result<Vec<RollupSeries>, StorageError> {
+        let (mint, maxt) = (self.mint, self.maxt);
+        let valid: Vec<&Arc<SegmentHandle>> = self
+            .rollups
+            .iter()
+            .filter(|r| {
+                let n = &r.name;
+                let newer_raw = self
+                    .raw_extents
+                    .iter()
+                    .any(|&(seq, a, b)| seq > n.seq && a <= n.end && b >= n.start);
+                let superseded = self.rollups.iter().any(|o| o.name.supersedes(n));
+                !newer_raw && !superseded
+            })
+            .collect();
+        let in_valid = |b: i64| valid.iter().any(|r| b >= r.name.start && b <= r.name.end);
+        let raw_min = bucket_start(mint, resolution);
+        let raw_max = bucket_start(maxt, resolution).saturating_add(resolution - 1);
+        let mut out = Vec::with_capacity(self.series.len());
+        for s in &self.series {
+            let mut points: Vec<RollupPoint> = Vec::new();
+            // Windows where this series' rollup is stale because of a later deletion.
+            let mut redo: Vec<(i64, i64)> = Vec::new();
+            for r in &valid {
+                let deleted = self.deleted_ranges(&s.labels, r.name.seq);
+                let mut pts = r.rollup_points(s.id, mint, maxt)?;
+                if !deleted.is_empty() {
+                    pts.retain(|p| {
+                        !deleted
+                            .iter()
+                            .any(|&(a, b)| a <= p.t.saturating_add(resolution - 1) && b >= p.t)
+                    });
+                    redo.push((r.name.start, r.name.end));
+                }
+                points.extend(pts);
+            }
+            let raw = self.merged(s, raw_min, raw_max)?;
+            let mut computed: Vec<RollupPoint> = Vec::new();
+            let mut cur: Option<(i64, Aggregate)> = None;
+            for x in raw {
+                let b = bucket_start(x.t, resolution);
+                if b < mint || b > maxt {
+                    continue;
+                }
+                let covered = in_valid(b) && !redo.iter().any(|&(a, e)| b >= a && b <= e);
+                if covered {
+                    continue;
+                }
+                match &mut cur {
+                    Some((cb, agg)) if *cb == b => agg.add(x),
+                    _ => {
+                        if let Some((cb, agg)) = cur.take() {
+                            computed.extend(RollupPoint::from_aggregate(cb, &agg));
+                        }
+                        let mut agg = Aggregate::new();
+                        agg.add(x);
+                        cur = Some((b, agg));
+                    }
+                }
+            }
+            if let Some((cb, agg)) = cur {
+                computed.extend(RollupPoint::from_aggregate(cb, &agg));
+            }
+            // Raw answers replace stale rollup buckets.
+            points.retain(|p| !computed.iter().any(|c| c.t == p.t));
+            points.extend(computed);
+            points.sort_by_key(|p| p.t);
+            if !points.is_empty() {
+                out.push(RollupSeries {
+                    id: s.id,
+                    labels: s.labels.clone(),
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `older` merged with `newer`, `newer` winning on equal timestamps.
+pub(crate) fn merge_newer(older: Vec<Sample>, newer: &[Sample]) -> Vec<Sample> {
+    if newer.is_empty() {
+        return older;
+    }
+    if older.is_empty() {
+        return newer.to_vec();
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    merge_override(&older, newer.iter().copied(), &mut out);
+    out
+}
+
+/// Whether a segment can hold raw data for a query.
+pub(crate) fn is_raw(h: &SegmentHandle) -> bool {
+    matches!(h.name.kind, SegmentKind::Raw { .. })
+}
