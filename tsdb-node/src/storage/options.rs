@@ -53,14 +53,15 @@ impl Retention {
         }
     }
 
-    /// Retention of a resolution (0 = raw).
+    /// Retention of a resolution (0 = raw). Rollup resolutions other than the standard three
+    /// take the retention of the standard class they fall in: below 5 min the 1-minute
+    /// setting, below 1 h the 5-minute one, else the 1-hour one.
     pub fn for_resolution(&self, resolution_ms: i64) -> Option<i64> {
         match resolution_ms {
-            0 => self.raw_ms,
-            MINUTE_MS => self.rollup_1m_ms,
-            r if r == 5 * MINUTE_MS => self.rollup_5m_ms,
-            HOUR_MS => self.rollup_1h_ms,
-            _ => self.raw_ms,
+            r if r <= 0 => self.raw_ms,
+            r if r < 5 * MINUTE_MS => self.rollup_1m_ms,
+            r if r < HOUR_MS => self.rollup_5m_ms,
+            _ => self.rollup_1h_ms,
         }
     }
 }

@@ -10,11 +10,12 @@
 use std::sync::Arc;
 
 use crate::storage::codec::{self, Aggregate};
+use crate::storage::downsample::buckets;
 use crate::storage::engine::{FrozenHead, SegmentHandle};
 use crate::storage::head::merge_override;
 use crate::storage::layout::{bucket_start, SegmentKind};
 use crate::storage::model::{Labels, Sample, SeriesId};
-use crate::storage::tombstones::{is_deleted, Tombstone};
+use crate::storage::tombstones::{deleted_ranges, is_deleted, Tombstone};
 use crate::storage::StorageError;
 
 /// One selected series with its merged samples in time order.
@@ -131,11 +132,7 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     fn deleted_ranges(&self, labels: &Labels, seq: u64) -> Vec<(i64, i64)> {
-        self.tombstones
-            .iter()
-            .filter(|t| t.applies_to(labels, seq))
-            .map(|t| (t.mint, t.maxt))
-            .collect()
+        deleted_ranges(&self.tombstones, labels, seq)
     }
 
     /// Merged samples of one selected series over `[mint, maxt]`.
@@ -311,35 +308,21 @@ impl Snapshot {
                 }
                 points.extend(pts);
             }
-            let raw = self.merged(s, raw_min, raw_max)?;
-            let mut computed: Vec<RollupPoint> = Vec::new();
-            let mut cur: Option<(i64, Aggregate)> = None;
-            for x in raw {
-                let b = bucket_start(x.t, resolution);
-                if b < mint || b > maxt {
-                    continue;
-                }
-                let covered = in_valid(b) && !redo.iter().any(|&(a, e)| b >= a && b <= e);
-                if covered {
-                    continue;
-                }
-                match &mut cur {
-                    Some((cb, agg)) if *cb == b => agg.add(x),
-                    _ => {
-                        if let Some((cb, agg)) = cur.take() {
-                            computed.extend(RollupPoint::from_aggregate(cb, &agg));
-                        }
-                        let mut agg = Aggregate::new();
-                        agg.add(x);
-                        cur = Some((b, agg));
-                    }
-                }
-            }
-            if let Some((cb, agg)) = cur {
-                computed.extend(RollupPoint::from_aggregate(cb, &agg));
-            }
+            let raw: Vec<Sample> = self
+                .merged(s, raw_min, raw_max)?
+                .into_iter()
+                .filter(|x| {
+                    let b = bucket_start(x.t, resolution);
+                    let covered = in_valid(b) && !redo.iter().any(|&(a, e)| b >= a && b <= e);
+                    b >= mint && b <= maxt && !covered
+                })
+                .collect();
+            let computed: Vec<RollupPoint> = buckets(&raw, resolution)
+                .iter()
+                .filter_map(|(b, a)| RollupPoint::from_aggregate(*b, a))
+                .collect();
             // Raw answers replace stale rollup buckets.
-            points.retain(|p| !computed.iter().any(|c| c.t == p.t));
+            points.retain(|p| computed.binary_search_by_key(&p.t, |c| c.t).is_err());
             points.extend(computed);
             points.sort_by_key(|p| p.t);
             if !points.is_empty() {

@@ -166,15 +166,6 @@ impl Tombstones {
         self.list.retain(|t| t.epoch < epoch);
     }
 
-    /// Time ranges deleted from a series held by a source with sequence `seq`.
-    pub fn ranges_for(&self, labels: &Labels, seq: u64) -> Vec<(i64, i64)> {
-        self.list
-            .iter()
-            .filter(|t| t.applies_to(labels, seq))
-            .map(|t| (t.mint, t.maxt))
-            .collect()
-    }
-
     pub fn retain(&mut self, keep: impl FnMut(&Tombstone) -> bool) {
         self.list.retain(keep);
     }
@@ -190,6 +181,15 @@ impl Tombstones {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+}
+
+/// Time ranges of `tombstones` that hide data of a series in a source with sequence `seq`.
+pub fn deleted_ranges(tombstones: &[Tombstone], labels: &Labels, seq: u64) -> Vec<(i64, i64)> {
+    tombstones
+        .iter()
+        .filter(|t| t.applies_to(labels, seq))
+        .map(|t| (t.mint, t.maxt))
+        .collect()
 }
 
 /// Whether `t` falls in any of the deleted ranges.

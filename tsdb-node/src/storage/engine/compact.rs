@@ -20,7 +20,7 @@ use crate::storage::layout::{self, window_of, SegmentKind, SegmentName};
 use crate::storage::model::{Sample, SeriesId};
 use crate::storage::querier::merge_newer;
 use crate::storage::segment::{Segment, SegmentMetaSeed, SegmentWriter};
-use crate::storage::tombstones::{is_deleted, Tombstone};
+use crate::storage::tombstones::Tombstone;
 use crate::storage::StorageError;
 
 /// What to compact next.
@@ -171,21 +171,9 @@ impl Engine {
                 let mut labels = None;
                 let mut merged: Vec<Sample> = Vec::new();
                 for h in &inputs {
-                    let Some(entry) = h.seg.series(id).map_err(|e| h.corrupt(e.to_string()))?
-                    else {
+                    let Some(l) = h.live_samples(id, &tombstones, &mut buf)? else {
                         continue;
                     };
-                    let l = entry.labels().map_err(|e| h.corrupt(e.to_string()))?;
-                    buf.clear();
-                    h.raw_samples(id, i64::MIN, i64::MAX, &mut buf)?;
-                    let deleted: Vec<(i64, i64)> = tombstones
-                        .iter()
-                        .filter(|t| t.applies_to(&l, h.name.seq))
-                        .map(|t| (t.mint, t.maxt))
-                        .collect();
-                    if !deleted.is_empty() {
-                        buf.retain(|s| !is_deleted(&deleted, s.t));
-                    }
                     merged = merge_newer(merged, &buf);
                     labels.get_or_insert(l);
                 }

@@ -8,7 +8,7 @@ use crate::storage::downsample::{buckets, rollup_chunks};
 use crate::storage::layout::{SegmentKind, SegmentName};
 use crate::storage::model::Sample;
 use crate::storage::segment::{Segment, SegmentError, SegmentMetaSeed, SegmentWriter};
-use crate::storage::tombstones::{is_deleted, Tombstone};
+use crate::storage::tombstones::Tombstone;
 use crate::storage::StorageError;
 
 impl Engine {
@@ -97,24 +97,9 @@ impl Engine {
         let fill = (|| -> Result<(), StorageError> {
             let mut samples: Vec<Sample> = Vec::new();
             for id in block.seg.series_ids() {
-                let Some(entry) = block
-                    .seg
-                    .series(id)
-                    .map_err(|e| block.corrupt(e.to_string()))?
-                else {
+                let Some(labels) = block.live_samples(id, &tombstones, &mut samples)? else {
                     continue;
                 };
-                let labels = entry.labels().map_err(|e| block.corrupt(e.to_string()))?;
-                samples.clear();
-                block.raw_samples(id, i64::MIN, i64::MAX, &mut samples)?;
-                let deleted: Vec<(i64, i64)> = tombstones
-                    .iter()
-                    .filter(|t| t.applies_to(&labels, block.name.seq))
-                    .map(|t| (t.mint, t.maxt))
-                    .collect();
-                if !deleted.is_empty() {
-                    samples.retain(|s| !is_deleted(&deleted, s.t));
-                }
                 if samples.is_empty() {
                     continue;
                 }

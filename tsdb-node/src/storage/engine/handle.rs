@@ -6,9 +6,10 @@ use crate::storage::chunking::RAW_KIND;
 use crate::storage::codec;
 use crate::storage::downsample::RollupField;
 use crate::storage::layout::SegmentName;
-use crate::storage::model::{Sample, SeriesId};
+use crate::storage::model::{Labels, Sample, SeriesId};
 use crate::storage::querier::RollupPoint;
 use crate::storage::segment::{ChunkEntry, Segment, SegmentError};
+use crate::storage::tombstones::{deleted_ranges, is_deleted, Tombstone};
 use crate::storage::StorageError;
 
 pub struct SegmentHandle {
@@ -97,6 +98,27 @@ impl SegmentHandle {
             out.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
         Ok(())
+    }
+
+    /// A series' labels, with its samples that `tombstones` do not hide in `out` (replacing
+    /// what was there); `None` when this segment does not hold the series.
+    pub(crate) fn live_samples(
+        &self,
+        id: SeriesId,
+        tombstones: &[Tombstone],
+        out: &mut Vec<Sample>,
+    ) -> Result<Option<Labels>, StorageError> {
+        let Some(entry) = self.seg.series(id).map_err(|e| self.map_err(e))? else {
+            return Ok(None);
+        };
+        let labels = entry.labels().map_err(|e| self.map_err(e))?;
+        out.clear();
+        self.raw_samples(id, i64::MIN, i64::MAX, out)?;
+        let deleted = deleted_ranges(tombstones, &labels, self.name.seq);
+        if !deleted.is_empty() {
+            out.retain(|s| !is_deleted(&deleted, s.t));
+        }
+        Ok(Some(labels))
     }
 
     /// Rollup points of a series with bucket starts in `[mint, maxt]`.
