@@ -2,4 +2,5 @@
 //! `stratactl` binaries are built on it.
 
 pub mod dataset;
+pub mod ingest;
 pub mod storage;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tsdb_node::storage::catalog::LimitError;
-use tsdb_node::storage::{Engine, EngineOptions, Labels, MatchOp, Matcher, Rejection, Retention, Sample, StorageError};
+use tsdb_node::storage::{
+    Engine, EngineOptions, Labels, MatchOp, Matcher, Rejection, Retention, Sample, StorageError,
+};
 
 fn options(dir: &Path, clock: Arc<AtomicI64>) -> EngineOptions {
     let mut o = EngineOptions::new(dir);
@@ -34,9 +36,13 @@ fn name(n: &str) -> Vec<Matcher> {
 }
 
 fn fill(engine: &Engine, metric: &str, from: i64, to: i64, step: usize) -> usize {
-    let id = engine.series_id(&Labels::from_metric(metric, &[("room", "1")])).unwrap();
-    let batch: Vec<(u64, Sample)> =
-        (from..to).step_by(step).map(|t| (id, Sample::new(t, (t % 97) as f64 / 10.0))).collect();
+    let id = engine
+        .series_id(&Labels::from_metric(metric, &[("room", "1")]))
+        .unwrap();
+    let batch: Vec<(u64, Sample)> = (from..to)
+        .step_by(step)
+        .map(|t| (id, Sample::new(t, (t % 97) as f64 / 10.0)))
+        .collect();
     let out = engine.append(&batch).unwrap();
     assert!(out.rejected.is_empty());
     batch.len()
@@ -52,7 +58,10 @@ fn retention_drops_raw_blocks_but_keeps_rollups() {
     let raw_before = engine.select(&name("ret"), 0, 11_999).unwrap();
     assert_eq!(raw_before[0].samples.len(), n);
     let rollup_before = engine.select_rollup(&name("ret"), 0, 5_999, 500).unwrap();
-    assert!(engine.stats().rollup_segments > 0, "no rollups were written");
+    assert!(
+        engine.stats().rollup_segments > 0,
+        "no rollups were written"
+    );
 
     // 20 s later raw data older than 10 s is gone; the 500 ms rollups are kept forever.
     clock.store(20_000, Ordering::SeqCst);
@@ -61,7 +70,12 @@ fn retention_drops_raw_blocks_but_keeps_rollups() {
     let raw_after = engine.select(&name("ret"), 0, 11_999).unwrap();
     let left = raw_after.first().map_or(0, |s| s.samples.len());
     assert!(left < n, "retention deleted nothing raw");
-    assert!(raw_after.iter().all(|s| s.samples.iter().all(|x| x.t >= 6_000)), "expired raw samples still served");
+    assert!(
+        raw_after
+            .iter()
+            .all(|s| s.samples.iter().all(|x| x.t >= 6_000)),
+        "expired raw samples still served"
+    );
     let rollup_after = engine.select_rollup(&name("ret"), 0, 5_999, 500).unwrap();
     assert_eq!(rollup_before.len(), 1);
     assert_eq!(rollup_after.len(), 1);
@@ -72,7 +86,12 @@ fn retention_drops_raw_blocks_but_keeps_rollups() {
     // And it all survives a restart.
     drop(engine);
     let engine = Engine::open(options(dir.path(), clock)).unwrap();
-    assert_eq!(engine.select_rollup(&name("ret"), 0, 5_999, 500).unwrap()[0].points.len(), rollup_before[0].points.len());
+    assert_eq!(
+        engine.select_rollup(&name("ret"), 0, 5_999, 500).unwrap()[0]
+            .points
+            .len(),
+        rollup_before[0].points.len()
+    );
 }
 
 #[test]
@@ -81,40 +100,107 @@ fn limits_and_too_old_samples_are_clear_errors() {
     let mut o = options(dir.path(), Arc::new(AtomicI64::new(0)));
     o.limits.max_series = 2;
     let engine = Engine::open(o).unwrap();
-    let bad = engine.series_id(&Labels::from_metric("1bad", &[])).unwrap_err();
-    assert!(matches!(bad, StorageError::Limit(LimitError::InvalidMetricName { .. })), "{bad}");
-    let bad = engine.series_id(&Labels::from_metric("ok", &[("__x", "1")])).unwrap_err();
-    assert!(matches!(bad, StorageError::Limit(LimitError::ReservedLabelName { .. })), "{bad}");
+    let bad = engine
+        .series_id(&Labels::from_metric("1bad", &[]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            bad,
+            StorageError::Limit(LimitError::InvalidMetricName { .. })
+        ),
+        "{bad}"
+    );
+    let bad = engine
+        .series_id(&Labels::from_metric("ok", &[("__x", "1")]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            bad,
+            StorageError::Limit(LimitError::ReservedLabelName { .. })
+        ),
+        "{bad}"
+    );
     let a = engine.series_id(&Labels::from_metric("a", &[])).unwrap();
     engine.series_id(&Labels::from_metric("b", &[])).unwrap();
-    let full = engine.series_id(&Labels::from_metric("c", &[])).unwrap_err();
-    assert!(matches!(full, StorageError::Limit(LimitError::TooManySeries { limit: 2 })), "{full}");
+    let full = engine
+        .series_id(&Labels::from_metric("c", &[]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            full,
+            StorageError::Limit(LimitError::TooManySeries { limit: 2 })
+        ),
+        "{full}"
+    );
     assert!(full.to_string().contains('2'));
 
     let out = engine
-        .append(&[(a, Sample::new(10_000, 1.0)), (a, Sample::new(9_400, 2.0)), (a, Sample::new(9_600, 3.0)), (999, Sample::new(10_000, 0.0))])
+        .append(&[
+            (a, Sample::new(10_000, 1.0)),
+            (a, Sample::new(9_400, 2.0)),
+            (a, Sample::new(9_600, 3.0)),
+            (999, Sample::new(10_000, 0.0)),
+        ])
         .unwrap();
     assert_eq!(out.appended, 2);
     assert_eq!(out.rejected.len(), 2);
-    assert_eq!(out.rejected[0], (1, Rejection::TooOld { t: 9_400, min_valid: 9_500 }));
+    assert_eq!(
+        out.rejected[0],
+        (
+            1,
+            Rejection::TooOld {
+                t: 9_400,
+                min_valid: 9_500
+            }
+        )
+    );
     assert_eq!(out.rejected[1], (3, Rejection::UnknownSeries(999)));
-    assert!(out.rejected[0].1.to_string().contains("older than the out-of-order window"));
+    assert!(out.rejected[0]
+        .1
+        .to_string()
+        .contains("older than the out-of-order window"));
 }
 
 #[test]
 fn label_listings_respect_time_ranges_and_matchers() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(options(dir.path(), Arc::new(AtomicI64::new(0)))).unwrap();
-    let early = engine.series_id(&Labels::from_metric("temp", &[("room", "early")])).unwrap();
-    let late = engine.series_id(&Labels::from_metric("hum", &[("site", "x")])).unwrap();
-    engine.append(&[(early, Sample::new(100, 1.0)), (late, Sample::new(5_000, 2.0))]).unwrap();
+    let early = engine
+        .series_id(&Labels::from_metric("temp", &[("room", "early")]))
+        .unwrap();
+    let late = engine
+        .series_id(&Labels::from_metric("hum", &[("site", "x")]))
+        .unwrap();
+    engine
+        .append(&[
+            (early, Sample::new(100, 1.0)),
+            (late, Sample::new(5_000, 2.0)),
+        ])
+        .unwrap();
     engine.checkpoint().unwrap();
-    assert_eq!(engine.label_names(&[], i64::MIN, i64::MAX).unwrap(), vec!["__name__", "room", "site"]);
-    assert_eq!(engine.label_names(&[], 0, 1_000).unwrap(), vec!["__name__", "room"]);
-    assert_eq!(engine.label_values("__name__", &[], 4_000, 6_000).unwrap(), vec!["hum"]);
-    assert_eq!(engine.label_values("room", &name("hum"), i64::MIN, i64::MAX).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        engine.label_names(&[], i64::MIN, i64::MAX).unwrap(),
+        vec!["__name__", "room", "site"]
+    );
+    assert_eq!(
+        engine.label_names(&[], 0, 1_000).unwrap(),
+        vec!["__name__", "room"]
+    );
+    assert_eq!(
+        engine.label_values("__name__", &[], 4_000, 6_000).unwrap(),
+        vec!["hum"]
+    );
+    assert_eq!(
+        engine
+            .label_values("room", &name("hum"), i64::MIN, i64::MAX)
+            .unwrap(),
+        Vec::<String>::new()
+    );
     let series = engine.series(&name("temp"), 0, 200).unwrap();
-    assert_eq!(series, vec![Labels::from_metric("temp", &[("room", "early")])]);
+    assert_eq!(
+        series,
+        vec![Labels::from_metric("temp", &[("room", "early")])]
+    );
 }
 
 /// Lists the segment files of a data directory.
@@ -181,7 +267,11 @@ fn interrupted_compaction_shows_the_old_set_or_the_new_set() {
         let data = d.join("data");
         std::fs::write(data.join("compact-1.journal"), &journal).unwrap();
         for o in &outputs {
-            let target = if renamed { data.join(o) } else { data.join(format!("{o}.tmp")) };
+            let target = if renamed {
+                data.join(o)
+            } else {
+                data.join(format!("{o}.tmp"))
+            };
             std::fs::copy(after.join("data").join(o), target).unwrap();
         }
         for i in inputs.iter().take(inputs_deleted) {

@@ -78,6 +78,8 @@ pub enum Rejection {
         min_valid: i64,
     },
     UnknownSeries(SeriesId),
+    /// The series breaks a limit or naming rule.
+    InvalidSeries(crate::storage::catalog::LimitError),
 }
 
 impl std::fmt::Display for Rejection {
@@ -88,6 +90,7 @@ impl std::fmt::Display for Rejection {
                 "sample at {t} ms is older than the out-of-order window allows (oldest accepted: {min_valid} ms)"
             ),
             Rejection::UnknownSeries(id) => write!(f, "unknown series id {id}"),
+            Rejection::InvalidSeries(e) => write!(f, "{e}"),
         }
     }
 }
@@ -222,16 +225,32 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Convenience for callers that have labels rather than ids.
+    /// Appends samples given by label set. A series that breaks a limit is refused sample by
+    /// sample (reported in `rejected` with its batch index); the rest is stored.
     pub fn append_labeled(
         &self,
         batch: &[(Labels, Sample)],
     ) -> Result<AppendOutcome, StorageError> {
         let mut ids = Vec::with_capacity(batch.len());
-        for (labels, s) in batch {
-            ids.push((self.series_id(labels)?, *s));
+        let mut index = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
+        for (i, (labels, s)) in batch.iter().enumerate() {
+            match self.series_id(labels) {
+                Ok(id) => {
+                    ids.push((id, *s));
+                    index.push(i);
+                }
+                Err(StorageError::Limit(e)) => refused.push((i, Rejection::InvalidSeries(e))),
+                Err(e) => return Err(e),
+            }
         }
-        self.append(&ids)
+        let mut out = self.append(&ids)?;
+        for r in &mut out.rejected {
+            r.0 = index[r.0];
+        }
+        out.rejected.extend(refused);
+        out.rejected.sort_by_key(|r| r.0);
+        Ok(out)
     }
 
     /// Deletes the samples of the matched series in `[mint, maxt]`. Durable on return.
