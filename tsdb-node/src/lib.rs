@@ -1,6 +1,9 @@
 //! Strata's storage node. The storage engine lives in [`storage`]; the `strata-node` and
 //! `stratactl` binaries are built on it.
 
+pub mod config;
 pub mod dataset;
+pub mod http;
 pub mod ingest;
+pub mod node;
 pub mod storage;

@@ -1,43 +1,143 @@
 //! `strata-node`: one Strata storage node.
 //!
-//! This build runs the storage engine (WAL, head, segments, background checkpoints,
-//! compaction, downsampling and retention) on the configured directories. Network listeners
-//! (ingest protocols, query APIs) are added on top of the same engine.
+//! Configuration precedence, lowest first: built-in defaults, `--config FILE`,
+//! `STRATA_<SECTION>__<KEY>` environment variables, then the flags below (each also readable
+//! from the `STRATA_*` variable shown in `--help`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use tsdb_node::storage::{Engine, EngineOptions};
+use tsdb_node::config::{Config, UserEntry};
+use tsdb_node::node::Node;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "strata-node",
     version,
-    about = "Strata time-series storage node"
+    about = "Strata time-series database node",
+    long_about = "Strata time-series database node.\n\nRun `strata-node --dev` for a single local node with \
+                  embedded defaults: listeners on 127.0.0.1 only, data under ./strata-dev-data, and a dev \
+                  user `dev` with password `dev`."
 )]
 struct Args {
-    /// Development mode: data under ./strata-dev-data unless --data-dir is given, verbose logs.
+    /// config.yaml (seed 000 §3 plus the limits, retention, tls, cluster and mqtt sections).
+    #[arg(long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Development mode: 127.0.0.1 only, data under ./strata-dev-data, user dev/dev.
     #[arg(long, env = "STRATA_DEV")]
     dev: bool,
-    /// Node identity (defaults to $POD_NAME, then the host name).
+    /// Node identity (defaults to $POD_NAME, then strata-0).
     #[arg(long, env = "STRATA_NODE_ID")]
     node_id: Option<String>,
-    /// Directory for segments (immutable blocks).
+    /// Directory for segments.
     #[arg(long, env = "STRATA_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Directory for the write-ahead log (defaults to <data-dir>/../wal).
+    /// Directory for the write-ahead log (may be a separate volume).
     #[arg(long, env = "STRATA_WAL_DIR")]
     wal_dir: Option<PathBuf>,
-    /// Seconds between head checkpoints.
-    #[arg(long, env = "STRATA_CHECKPOINT_INTERVAL_S", default_value_t = 60)]
-    checkpoint_interval_s: u64,
-    /// WAL segment size in MiB; a checkpoint also runs when the WAL outgrows it.
-    #[arg(long, env = "STRATA_WAL_SEGMENT_SIZE_MB", default_value_t = 64)]
-    wal_segment_size_mb: u64,
+    /// HTTP API listen address (host:port).
+    #[arg(long, env = "STRATA_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// TCP JSON ingest listen address (host:port).
+    #[arg(long, env = "STRATA_TCP_ADDR")]
+    tcp_addr: Option<String>,
+    /// Binary ZTSD protocol listen address (host:port).
+    #[arg(long, env = "STRATA_BINARY_ADDR")]
+    binary_addr: Option<String>,
+    /// Gossip listen address (host:port), for clustering.
+    #[arg(long, env = "STRATA_GOSSIP_ADDR")]
+    gossip_addr: Option<String>,
+    /// Inter-node gRPC listen address (host:port), for clustering.
+    #[arg(long, env = "STRATA_GRPC_ADDR")]
+    grpc_addr: Option<String>,
+    /// Cluster seeds, comma separated (host:7946,...).
+    #[arg(long, env = "STRATA_SEEDS", value_delimiter = ',')]
+    seeds: Vec<String>,
+    /// all, ingestion or query (seed 001).
+    #[arg(long, env = "STRATA_MODE")]
+    mode: Option<String>,
+    /// Replication factor in a cluster.
+    #[arg(long, env = "STRATA_REPLICATION_FACTOR")]
+    replication_factor: Option<usize>,
+    /// MQTT broker URL (tcp://host:1883 or ssl://host:8883).
+    #[arg(long, env = "STRATA_MQTT_BROKER")]
+    mqtt_broker: Option<String>,
+}
+
+const DEV_DIR: &str = "strata-dev-data";
+
+fn build_config(args: &Args) -> anyhow::Result<Config> {
+    let env = std::env::vars();
+    let mut cfg = Config::load(args.config.as_deref(), env).context("loading the configuration")?;
+    if args.dev {
+        cfg.server.bind_address = "127.0.0.1".into();
+        if args.config.is_none() {
+            cfg.storage.data_dir = PathBuf::from(DEV_DIR).join("data");
+            cfg.storage.wal_dir = PathBuf::from(DEV_DIR).join("wal");
+        }
+        if cfg.auth.users.is_empty() && cfg.auth.users_file.is_none() {
+            let hash = bcrypt::hash("dev", 10).context("hashing the dev password")?;
+            cfg.auth.users.push(UserEntry {
+                username: "dev".into(),
+                password_hash: hash,
+                roles: vec!["read".into(), "write".into(), "admin".into()],
+            });
+        }
+    }
+    let set = |slot: &mut Option<String>, v: &Option<String>| {
+        if v.is_some() {
+            *slot = v.clone();
+        }
+    };
+    set(&mut cfg.server.node_id, &args.node_id);
+    set(&mut cfg.server.http_addr, &args.http_addr);
+    set(&mut cfg.server.tcp_addr, &args.tcp_addr);
+    set(&mut cfg.server.binary_addr, &args.binary_addr);
+    set(&mut cfg.cluster.gossip_addr, &args.gossip_addr);
+    set(&mut cfg.cluster.grpc_addr, &args.grpc_addr);
+    set(&mut cfg.mqtt.broker, &args.mqtt_broker);
+    if let Some(d) = &args.data_dir {
+        cfg.storage.data_dir = d.clone();
+    }
+    if let Some(d) = &args.wal_dir {
+        cfg.storage.wal_dir = d.clone();
+    }
+    if !args.seeds.is_empty() {
+        cfg.cluster.seeds = args.seeds.clone();
+    }
+    if let Some(m) = &args.mode {
+        cfg.cluster.mode = m.clone();
+    }
+    if let Some(rf) = args.replication_factor {
+        cfg.cluster.replication_factor = rf;
+    }
+    cfg.validate().context("invalid configuration")?;
+    Ok(cfg)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,80 +153,26 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
-
-    let data_dir = match (&args.data_dir, args.dev) {
-        (Some(d), _) => d.clone(),
-        (None, true) => PathBuf::from("strata-dev-data/data"),
-        (None, false) => {
-            anyhow::bail!("--data-dir (or STRATA_DATA_DIR) is required outside --dev mode")
-        }
-    };
-    let wal_dir = args.wal_dir.clone().unwrap_or_else(|| {
-        data_dir
-            .parent()
-            .map(|p| p.join("wal"))
-            .unwrap_or_else(|| PathBuf::from("wal"))
-    });
-    let node_id = args
-        .node_id
-        .clone()
-        .or_else(|| std::env::var("POD_NAME").ok())
-        .unwrap_or_else(|| "strata-0".into());
-
-    let mut opts = EngineOptions::new(".");
-    opts.data_dir = data_dir.clone();
-    opts.wal_dir = wal_dir.clone();
-    opts.checkpoint_interval = Duration::from_secs(args.checkpoint_interval_s.max(1));
-    opts.wal_segment_size = args.wal_segment_size_mb.max(1) << 20;
-
-    let started = Instant::now();
-    let engine = Arc::new(Engine::open(opts).context("opening the storage engine")?);
-    let stats = engine.stats();
-    tracing::info!(
-        node_id,
-        data_dir = %data_dir.display(),
-        wal_dir = %wal_dir.display(),
-        series = stats.series,
-        head_samples = stats.head_samples,
-        segments = stats.raw_segments,
-        seconds = started.elapsed().as_secs_f64(),
-        "storage engine ready"
-    );
-    for q in engine.quarantined() {
-        tracing::warn!(file = %q.file.display(), reason = %q.reason, "quarantined at start-up");
-    }
-    let maintenance = engine
-        .start_maintenance()
-        .context("starting storage maintenance")?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    if args.dev {
-        println!(
-            "strata-node (dev) running: data in {}, WAL in {}; Ctrl-C to stop",
-            data_dir.display(),
-            wal_dir.display()
-        );
-    }
-    let mut last_report = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last_report.elapsed() >= Duration::from_secs(60) {
-            let s = engine.stats();
-            tracing::info!(
-                series = s.series,
-                head_samples = s.head_samples,
-                segments = s.raw_segments,
-                wal_bytes = s.wal_bytes,
-                "status"
-            );
-            last_report = Instant::now();
-        }
-    }
-    tracing::info!("shutting down: flushing the head");
-    maintenance.stop();
-    engine.close().context("flushing the head on shutdown")?;
-    tracing::info!("stopped cleanly");
-    Ok(())
+    let cfg = build_config(&args)?;
+    let dev = args.dev;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let node = Node::new(cfg, PathBuf::from("."));
+        node.run(shutdown_signal(), move |addrs| {
+            if dev {
+                println!("strata-node (dev) is ready");
+                println!(
+                    "  HTTP API     http://{}  (try /api/v1/status, /metrics)",
+                    addrs.http
+                );
+                println!("  dev user     dev / dev");
+                println!("  data         ./{DEV_DIR}   (Ctrl-C to stop)");
+            }
+        })
+        .await
+    })
 }

@@ -1,0 +1,86 @@
+//! The HTTP API on port 8181 (axum): Prometheus-compatible query API, writes, the seeds' query
+//! and admin endpoints, health and the node's own metrics.
+//!
+//! One file per group of endpoints; `params` parses what Prometheus clients send (times,
+//! durations, `match[]` selectors); `error` renders Prometheus' error envelope.
+
+mod admin;
+mod error;
+mod health;
+mod metrics;
+mod params;
+mod prom_api;
+mod seed_api;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+pub use metrics::HttpMetrics;
+pub use params::{parse_selector, parse_time_ms};
+
+use crate::ingest::IngestSink;
+use crate::storage::Engine;
+
+/// Shared by every handler.
+pub struct AppContext {
+    pub engine: Arc<Engine>,
+    pub sink: IngestSink,
+    pub node_id: String,
+    pub started: Instant,
+    /// False until the WAL is replayed and the node may take traffic; false again on shutdown.
+    pub ready: AtomicBool,
+    pub metrics: HttpMetrics,
+    pub max_request_bytes: usize,
+}
+
+pub type AppState = Arc<AppContext>;
+
+pub fn router(ctx: AppState) -> Router {
+    let limit = ctx.max_request_bytes;
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::exposition))
+        // Prometheus HTTP API
+        .route(
+            "/api/v1/series",
+            get(prom_api::series).post(prom_api::series_form),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prom_api::labels).post(prom_api::labels_form),
+        )
+        .route("/api/v1/label/{name}/values", get(prom_api::label_values))
+        .route("/api/v1/metadata", get(prom_api::metadata))
+        .route("/api/v1/status/buildinfo", get(prom_api::buildinfo))
+        // Seed 003 status and admin
+        .route("/api/v1/status", get(admin::status))
+        .route("/api/v1/admin/flush", post(admin::flush))
+        .route("/api/v1/admin/compact", post(admin::compact))
+        .route("/api/v1/admin/downsample", post(admin::downsample))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        // Seeds 000, 001 and 004
+        .route(
+            "/query",
+            get(seed_api::get_query)
+                .post(seed_api::post_query)
+                .delete(seed_api::delete_device_metric),
+        )
+        .route("/stats", get(seed_api::stats))
+        .route("/series", get(seed_api::series_list))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            metrics::track,
+        ))
+        .with_state(ctx)
+}

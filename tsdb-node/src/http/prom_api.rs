@@ -1,0 +1,149 @@
+//! Prometheus HTTP API metadata endpoints: series, labels, label values, metadata, buildinfo.
+//! (`/api/v1/query` and `/api/v1/query_range` live with the PromQL engine's handlers.)
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use super::error::{blocking, success};
+use super::params::{pairs, selectors, time_param};
+use super::{ApiError, AppState};
+use crate::storage::{Labels, Matcher};
+
+fn labels_json(l: &Labels) -> Value {
+    let mut m = Map::new();
+    for label in l.iter() {
+        m.insert(label.name.clone(), Value::String(label.value.clone()));
+    }
+    Value::Object(m)
+}
+
+struct Range {
+    sets: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+}
+
+fn range(query: Option<&str>, form: Option<&str>) -> Result<Range, ApiError> {
+    let p = pairs(query, form)?;
+    let start = time_param(&p, "start", i64::MIN)?;
+    let end = time_param(&p, "end", i64::MAX)?;
+    if start > end {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start time",
+        ));
+    }
+    Ok(Range {
+        sets: selectors(&p)?,
+        start,
+        end,
+    })
+}
+
+async fn series_impl(ctx: AppState, r: Range) -> Result<Response, ApiError> {
+    if r.sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let engine = ctx.engine.clone();
+    let found = blocking(move || {
+        let mut all: BTreeSet<Labels> = BTreeSet::new();
+        for set in &r.sets {
+            all.extend(engine.series(set, r.start, r.end)?);
+        }
+        Ok(all)
+    })
+    .await?;
+    Ok(success(Value::Array(
+        found.iter().map(labels_json).collect(),
+    )))
+}
+
+pub async fn series(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let r = range(q.as_deref(), None)?;
+    series_impl(ctx, r).await
+}
+
+pub async fn series_form(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: String,
+) -> Result<Response, ApiError> {
+    let r = range(q.as_deref(), Some(&body))?;
+    series_impl(ctx, r).await
+}
+
+async fn labels_impl(ctx: AppState, r: Range) -> Result<Response, ApiError> {
+    let engine = ctx.engine.clone();
+    let names = blocking(move || {
+        if r.sets.is_empty() {
+            return Ok(engine.label_names(&[], r.start, r.end)?);
+        }
+        let mut all = BTreeSet::new();
+        for set in &r.sets {
+            all.extend(engine.label_names(set, r.start, r.end)?);
+        }
+        Ok(all.into_iter().collect())
+    })
+    .await?;
+    Ok(success(json!(names)))
+}
+
+pub async fn labels(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let r = range(q.as_deref(), None)?;
+    labels_impl(ctx, r).await
+}
+
+pub async fn labels_form(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: String,
+) -> Result<Response, ApiError> {
+    let r = range(q.as_deref(), Some(&body))?;
+    labels_impl(ctx, r).await
+}
+
+pub async fn label_values(
+    State(ctx): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let r = range(q.as_deref(), None)?;
+    let engine = ctx.engine.clone();
+    let values = blocking(move || {
+        if r.sets.is_empty() {
+            return Ok(engine.label_values(&name, &[], r.start, r.end)?);
+        }
+        let mut all = BTreeSet::new();
+        for set in &r.sets {
+            all.extend(engine.label_values(&name, set, r.start, r.end)?);
+        }
+        Ok(all.into_iter().collect::<Vec<String>>())
+    })
+    .await?;
+    Ok(success(json!(values)))
+}
+
+/// Strata keeps no metric metadata (type, help, unit) yet: an empty, well-formed answer, which
+/// is what Prometheus returns for metrics without metadata.
+pub async fn metadata() -> Response {
+    success(json!({}))
+}
+
+pub async fn buildinfo() -> Response {
+    success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": option_env!("STRATA_GIT_REVISION").unwrap_or("unknown"),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "n/a (Rust)",
+    }))
+}

@@ -1,0 +1,137 @@
+//! A running node: opens storage, starts the listeners, and shuts down in order.
+//!
+//! Shutdown: readiness goes false (so Kubernetes stops routing), listeners stop accepting,
+//! in-flight requests finish and are acknowledged (bounded by `server.shutdown_grace`), then
+//! the head is flushed to a segment so the next start replays little.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::{self, AppContext, HttpMetrics};
+use crate::ingest::IngestSink;
+use crate::storage::Engine;
+
+/// Addresses the node actually listens on (ports may have been 0).
+#[derive(Clone, Debug)]
+pub struct BoundAddrs {
+    pub http: SocketAddr,
+}
+
+pub struct Node {
+    pub config: Config,
+    pub base_dir: PathBuf,
+    pub node_id: String,
+}
+
+impl Node {
+    pub fn new(config: Config, base_dir: PathBuf) -> Self {
+        let node_id = config
+            .server
+            .node_id
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .unwrap_or_else(|| "strata-0".into());
+        Node {
+            config,
+            base_dir,
+            node_id,
+        }
+    }
+
+    /// Runs until `shutdown` resolves. `on_bound` is told the listening addresses once every
+    /// listener is up (tests use it to learn ephemeral ports).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        on_bound: impl FnOnce(BoundAddrs) + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.config;
+        let started = Instant::now();
+        let opts = cfg.engine_options(&self.base_dir);
+        let engine = Arc::new(
+            tokio::task::spawn_blocking(move || Engine::open(opts))
+                .await
+                .context("storage start-up task")?
+                .context("opening the storage engine")?,
+        );
+        for q in engine.quarantined() {
+            tracing::warn!(file = %q.file.display(), reason = %q.reason, "quarantined at start-up");
+        }
+        let maintenance = engine
+            .start_maintenance()
+            .context("starting storage maintenance")?;
+
+        let ctx = Arc::new(AppContext {
+            engine: engine.clone(),
+            sink: IngestSink::new(engine.clone()),
+            node_id: self.node_id.clone(),
+            started,
+            ready: Default::default(),
+            metrics: HttpMetrics::default(),
+            max_request_bytes: cfg.limits.max_request_bytes,
+        });
+
+        let http_addr = cfg.http_addr();
+        let http_listener = TcpListener::bind(&http_addr)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {http_addr}"))?;
+        let bound = BoundAddrs {
+            http: http_listener.local_addr()?,
+        };
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut http_stop = stop_rx.clone();
+        let app = http::router(ctx.clone());
+        let http_task = tokio::spawn(async move {
+            axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+
+        ctx.ready.store(true, Ordering::SeqCst);
+        tracing::info!(
+            node_id = %self.node_id,
+            http = %bound.http,
+            seconds = started.elapsed().as_secs_f64(),
+            "node ready"
+        );
+        on_bound(bound);
+
+        shutdown.await;
+        tracing::info!("shutting down: no longer ready, finishing in-flight requests");
+        ctx.ready.store(false, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        let grace = cfg.server.shutdown_grace.0;
+        match tokio::time::timeout(grace, http_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "in-flight HTTP requests did not finish within the grace period"
+            ),
+        }
+        drop(stop_rx);
+        let engine2 = engine.clone();
+        tokio::task::spawn_blocking(move || {
+            maintenance.stop();
+            engine2.close()
+        })
+        .await
+        .context("shutdown task")?
+        .context("flushing the head on shutdown")?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
