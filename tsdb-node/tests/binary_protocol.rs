@@ -138,7 +138,10 @@ async fn insert_query_and_ping() {
 
     assert_eq!(c.call(&Frame::Ping).await, Frame::Ok);
     assert_eq!(c.call(&Frame::Insert(point(42, T0, 1.5))).await, Frame::Ok);
-    assert_eq!(c.call(&Frame::Insert(point(42, T0 + 10, f64::NAN))).await, Frame::Ok);
+    assert_eq!(
+        c.call(&Frame::Insert(point(42, T0 + 10, f64::NAN))).await,
+        Frame::Ok
+    );
     assert_eq!(c.call(&Frame::Insert(point(7, T0, -3.0))).await, Frame::Ok);
 
     let reply = c
@@ -228,7 +231,10 @@ async fn refused_points_are_reported() {
     assert_eq!(c.call(&Frame::Insert(point(1, T0, 1.0))).await, Frame::Ok);
     // Far older than the out-of-order window.
     let reply = c
-        .call(&Frame::InsertBatch(vec![point(1, T0 + 1, 2.0), point(1, 0, 3.0)]))
+        .call(&Frame::InsertBatch(vec![
+            point(1, T0 + 1, 2.0),
+            point(1, 0, 3.0),
+        ]))
         .await;
     assert!(is_error(&reply, "1 of 2 points stored"), "{reply:?}");
     server.stop().await;
@@ -369,7 +375,10 @@ async fn acknowledged_data_survives_restart() {
     let mut c = Client::connect(server.addr).await;
     let points: Vec<DataPoint> = (0..500).map(|i| point(3, T0 + i, i as f64)).collect();
     assert_eq!(c.call(&Frame::InsertBatch(points.clone())).await, Frame::Ok);
-    assert_eq!(c.call(&Frame::Insert(point(3, T0 + 1000, 9.0))).await, Frame::Ok);
+    assert_eq!(
+        c.call(&Frame::Insert(point(3, T0 + 1000, 9.0))).await,
+        Frame::Ok
+    );
     drop(c);
     let engine = server.stop().await;
     // No close/flush: acknowledged means in the fsynced WAL.
@@ -431,7 +440,13 @@ async fn insert_batch_throughput() {
             let mut c = Client::connect(addr).await;
             for b in 0..batches {
                 let points: Vec<DataPoint> = (0..batch_len)
-                    .map(|i| point(cid * 1000 + (i % 100) as u64, T0 + b * batch_len + i, i as f64))
+                    .map(|i| {
+                        point(
+                            cid * 1000 + (i % 100) as u64,
+                            T0 + b * batch_len + i,
+                            i as f64,
+                        )
+                    })
                     .collect();
                 assert_eq!(c.call(&Frame::InsertBatch(points)).await, Frame::Ok);
             }

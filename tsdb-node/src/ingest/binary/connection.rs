@@ -60,12 +60,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut header = [0u8; HEADER_LEN];
         // The first byte is awaited under the idle timeout, the rest of the frame under the
         // read timeout: a slow trickle must not hold a connection slot for long.
-        let first = tokio::time::timeout(
-            self.limits.idle_timeout,
-            self.stream.read(&mut header[..1]),
-        )
-        .await
-        .map_err(|_| ConnectionError::Timeout(self.limits.idle_timeout))??;
+        let first =
+            tokio::time::timeout(self.limits.idle_timeout, self.stream.read(&mut header[..1]))
+                .await
+                .map_err(|_| ConnectionError::Timeout(self.limits.idle_timeout))??;
         if first == 0 {
             return Ok(None);
         }

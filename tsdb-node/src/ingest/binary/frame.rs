@@ -224,9 +224,11 @@ impl Frame {
             expected,
         };
         match msg_type {
-            MsgType::Insert if payload.len() == POINT_LEN => Ok(Frame::Insert(decode_point(payload))),
+            MsgType::Insert if payload.len() == POINT_LEN => {
+                Ok(Frame::Insert(decode_point(payload)))
+            }
             MsgType::Insert => Err(bad("expected 24")),
-            MsgType::InsertBatch | MsgType::Data if payload.len() % POINT_LEN == 0 => {
+            MsgType::InsertBatch | MsgType::Data if payload.len().is_multiple_of(POINT_LEN) => {
                 let points = decode_points(payload);
                 Ok(if msg_type == MsgType::Data {
                     Frame::Data(points)
@@ -279,7 +281,9 @@ impl Frame {
         out.extend_from_slice(&[0u8; 6]);
         match self {
             Frame::Insert(p) => encode_point(p, out),
-            Frame::InsertBatch(ps) | Frame::Data(ps) => ps.iter().for_each(|p| encode_point(p, out)),
+            Frame::InsertBatch(ps) | Frame::Data(ps) => {
+                ps.iter().for_each(|p| encode_point(p, out))
+            }
             Frame::Query(q) => {
                 out.extend_from_slice(&q.series_id.to_le_bytes());
                 out.extend_from_slice(&q.start_ms.to_le_bytes());
@@ -306,7 +310,10 @@ impl Frame {
             return Ok(None);
         };
         let header = raw.checked()?;
-        Ok(Some((Frame::decode_payload(header.msg_type, payload)?, end)))
+        Ok(Some((
+            Frame::decode_payload(header.msg_type, payload)?,
+            end,
+        )))
     }
 }
 

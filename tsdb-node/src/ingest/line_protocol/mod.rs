@@ -129,7 +129,9 @@ fn to_samples(raw: RawLine, opts: &LineOptions, out: &mut ParseOutcome) -> Resul
         Labels::new(labels)
     };
     match raw.fields {
-        Fields::Bare(v) => out.samples.push((series(raw.measurement), Sample::new(t, v))),
+        Fields::Bare(v) => out
+            .samples
+            .push((series(raw.measurement), Sample::new(t, v))),
         Fields::Named(fields) => {
             for (key, value) in fields {
                 let v = match value {

@@ -221,7 +221,10 @@ fn precision_conversion() {
         let out = parse(&format!("m v=1 {ts}"), &LineOptions::new(p, NOW));
         assert_eq!(out.samples[0].1.t, want, "{p:?}");
     }
-    let out = parse("m v=1 9223372036854775807", &LineOptions::new(Precision::Hours, NOW));
+    let out = parse(
+        "m v=1 9223372036854775807",
+        &LineOptions::new(Precision::Hours, NOW),
+    );
     assert!(out.errors[0].message.contains("overflows"));
 }
 
@@ -281,7 +284,10 @@ fn every_error_is_reported_with_its_line() {
         assert_eq!(out.samples.len(), 2, "{line}: good lines still parsed");
     }
     let out = parse("m v=1\nm,t v=1", &ms());
-    assert_eq!(out.first_error().unwrap().to_string(), "line 2: tag \"t\" has no '='");
+    assert_eq!(
+        out.first_error().unwrap().to_string(),
+        "line 2: tag \"t\" has no '='"
+    );
 }
 
 fn name(first: &'static str) -> impl Strategy<Value = String> {

@@ -128,20 +128,42 @@ fn oversized_bodies_are_refused_before_work() {
         max_decompressed: 2000,
     };
     let err = decode(&[0u8; 1001], &limits).unwrap_err();
-    assert!(matches!(err, RemoteWriteError::BodyTooLarge { len: 1001, max: 1000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RemoteWriteError::BodyTooLarge {
+                len: 1001,
+                max: 1000
+            }
+        ),
+        "{err}"
+    );
 
     // Compresses well under the body cap but expands past the decompressed cap.
     let body = compress(&[0u8; 5000]).unwrap();
     assert!(body.len() <= 1000);
     let err = decode(&body, &limits).unwrap_err();
     assert!(
-        matches!(err, RemoteWriteError::DecompressedTooLarge { len: 5000, max: 2000 }),
+        matches!(
+            err,
+            RemoteWriteError::DecompressedTooLarge {
+                len: 5000,
+                max: 2000
+            }
+        ),
         "{err}"
     );
 
     // A header announcing 4 GiB with no data behind it: refused on the header alone.
-    let err = decode(&[0xff, 0xff, 0xff, 0xff, 0x0f], &RemoteWriteLimits::default()).unwrap_err();
-    assert!(matches!(err, RemoteWriteError::DecompressedTooLarge { .. }), "{err}");
+    let err = decode(
+        &[0xff, 0xff, 0xff, 0xff, 0x0f],
+        &RemoteWriteLimits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RemoteWriteError::DecompressedTooLarge { .. }),
+        "{err}"
+    );
 }
 
 /// Any value but -0.0, which proto3 cannot carry (see [`encode`]).
