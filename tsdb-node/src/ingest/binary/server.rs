@@ -92,8 +92,10 @@ async fn run_connection(
     loop {
         // Only the read is raced against shutdown: a request already read is always answered.
         let read = tokio::select! {
-            r = conn.read_frame() => r,
+            // Checked first so that a client sending without pause cannot delay shutdown.
+            biased;
             _ = stop.wait_for(|s| *s) => break,
+            r = conn.read_frame() => r,
         };
         let (reply, close) = match read {
             Ok(None) => break,
