@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
 
+pub mod binary;
+pub mod line_protocol;
+pub mod remote_write;
+
 /// The one way ingest protocols store samples. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestSink {
