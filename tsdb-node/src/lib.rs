@@ -3,4 +3,5 @@
 
 pub mod dataset;
 pub mod ingest;
+pub mod promql;
 pub mod storage;
