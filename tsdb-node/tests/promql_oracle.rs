@@ -30,7 +30,8 @@ impl Drop for Server {
     }
 }
 
-type Dataset = Vec<(Labels, Vec<(i64, f64)>)>;
+type SeriesPoints = (Labels, Vec<(i64, f64)>);
+type Dataset = Vec<SeriesPoints>;
 
 fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
     Labels::from_metric(name, pairs)
@@ -50,7 +51,10 @@ fn dataset() -> Dataset {
         let pts = (0..N)
             .map(|i| {
                 let x = i as f64;
-                (T0 + i * STEP, r3(20.0 + 7.0 * (x / 17.0 + h as f64).sin() + h as f64 * 0.37))
+                (
+                    T0 + i * STEP,
+                    r3(20.0 + 7.0 * (x / 17.0 + h as f64).sin() + h as f64 * 0.37),
+                )
             })
             .collect();
         out.push((labels("gauge_temp", &[("host", host), ("dc", dc)]), pts));
@@ -102,7 +106,10 @@ fn dataset() -> Dataset {
             ));
         }
         out.push((labels("req_duration_seconds_sum", &[("host", host)]), sum));
-        out.push((labels("req_duration_seconds_count", &[("host", host)]), count));
+        out.push((
+            labels("req_duration_seconds_count", &[("host", host)]),
+            count,
+        ));
         // A small-integer gauge for count_values.
         let pts = (0..N)
             .map(|i| (T0 + i * STEP, ((i / 20 + h as i64) % 3) as f64))
@@ -112,11 +119,15 @@ fn dataset() -> Dataset {
     // Series that stop (lookback and absent) and one that starts late.
     out.push((
         labels("stopping_gauge", &[("id", "1")]),
-        (0..N / 2).map(|i| (T0 + i * STEP, 1.5 + i as f64 * 0.25)).collect(),
+        (0..N / 2)
+            .map(|i| (T0 + i * STEP, 1.5 + i as f64 * 0.25))
+            .collect(),
     ));
     out.push((
         labels("late_gauge", &[("id", "2")]),
-        (N / 4..N).map(|i| (T0 + i * STEP, 100.0 - i as f64 * 0.125)).collect(),
+        (N / 4..N)
+            .map(|i| (T0 + i * STEP, 100.0 - i as f64 * 0.125))
+            .collect(),
     ));
     out
 }
@@ -124,7 +135,7 @@ fn dataset() -> Dataset {
 fn write_openmetrics(data: &Dataset, path: &Path) {
     let mut s = String::new();
     // A family's lines must be contiguous: group by metric name.
-    let mut by_name: BTreeMap<String, Vec<&(Labels, Vec<(i64, f64)>)>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, Vec<&SeriesPoints>> = BTreeMap::new();
     for d in data {
         by_name
             .entry(d.0.metric_name().unwrap_or("").to_string())
@@ -220,7 +231,11 @@ fn start_prometheus(data: &Dataset, dir: &Path) -> (Server, u16) {
         String::from_utf8_lossy(&out.stderr)
     );
     let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\n",
+    )
+    .unwrap();
     let port = free_port();
     let child = Command::new("prometheus")
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))
@@ -237,7 +252,10 @@ fn start_prometheus(data: &Dataset, dir: &Path) -> (Server, u16) {
         if let Ok((200, _)) = http_get(port, "/-/ready") {
             break;
         }
-        assert!(Instant::now() < deadline, "prometheus did not become ready in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not become ready in 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (server, port)
@@ -330,7 +348,10 @@ fn normalize(data: &Json, ordered: bool) -> Norm {
 
 fn compare(want: &Norm, got: &Norm) -> Result<(), String> {
     if want.0 != got.0 {
-        return Err(format!("result type: prometheus {} vs ours {}", want.0, got.0));
+        return Err(format!(
+            "result type: prometheus {} vs ours {}",
+            want.0, got.0
+        ));
     }
     if want.1.len() != got.1.len() {
         return Err(format!(
@@ -355,10 +376,7 @@ fn compare(want: &Norm, got: &Norm) -> Result<(), String> {
         }
         for (pw, pg) in w.1.iter().zip(&g.1) {
             if pw.0 != pg.0 || !same_value(pw.1, pg.1) {
-                return Err(format!(
-                    "{}: prometheus {:?} vs ours {:?}",
-                    w.0, pw, pg
-                ));
+                return Err(format!("{}: prometheus {:?} vs ours {:?}", w.0, pw, pg));
             }
         }
     }
@@ -639,5 +657,9 @@ fn promql_matches_prometheus() {
         started.elapsed()
     );
     assert!(total >= 150, "only {total} queries");
-    assert!(failures.is_empty(), "{} of {checks} comparisons differ", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {checks} comparisons differ",
+        failures.len()
+    );
 }

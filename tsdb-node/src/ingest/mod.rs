@@ -30,7 +30,9 @@ impl IngestSink {
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || engine.append_labeled(&batch)).await {
             Ok(r) => r,
-            Err(e) => Err(StorageError::InvalidArgument(format!("write task failed: {e}"))),
+            Err(e) => Err(StorageError::InvalidArgument(format!(
+                "write task failed: {e}"
+            ))),
         }
     }
 }

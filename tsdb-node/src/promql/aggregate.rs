@@ -176,16 +176,8 @@ fn accumulate(op: u16, g: &mut Group, el: Elem) {
         }
         T_GROUP => {}
         T_COUNT | T_COUNT_VALUES => g.count += 1.0,
-        T_MAX => {
-            if g.value < v || g.value.is_nan() {
-                g.value = v;
-            }
-        }
-        T_MIN => {
-            if g.value > v || g.value.is_nan() {
-                g.value = v;
-            }
-        }
+        T_MAX if g.value < v || g.value.is_nan() => g.value = v,
+        T_MIN if g.value > v || g.value.is_nan() => g.value = v,
         T_STDVAR | T_STDDEV => {
             g.count += 1.0;
             let delta = v - g.mean;

@@ -15,7 +15,9 @@ use crate::storage::Labels;
 use super::error::QueryError;
 use super::eval::Evaluator;
 use super::functions::check_unique;
-use super::value::{drop_name, keep_only, signature, with_label, without, Elem, StepValue, METRIC_NAME};
+use super::value::{
+    drop_name, keep_only, signature, with_label, without, Elem, StepValue, METRIC_NAME,
+};
 
 /// Evaluates `lhs op rhs` at `ts`.
 pub(crate) fn eval(ev: &Evaluator, b: &BinaryExpr, ts: i64) -> Result<StepValue, QueryError> {
@@ -92,7 +94,11 @@ fn elem_op(op: u16, l: f64, r: f64) -> Result<(f64, bool), QueryError> {
         T_LSS => (l, l < r),
         T_GTE => (l, l >= r),
         T_LTE => (l, l <= r),
-        _ => return Err(QueryError::exec(format!("operator {op} is not defined on numbers"))),
+        _ => {
+            return Err(QueryError::exec(format!(
+                "operator {op} is not defined on numbers"
+            )))
+        }
     })
 }
 
@@ -127,7 +133,11 @@ fn vector_scalar(
             } else {
                 el.labels
             };
-            out.push(Elem { labels, t: ts, v: value });
+            out.push(Elem {
+                labels,
+                t: ts,
+                v: value,
+            });
         }
     }
     check_unique(&out)?;
@@ -222,7 +232,11 @@ fn vector_vector(
         let Some(rs) = right.get(&s) else {
             continue;
         };
-        let (vl, vr) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (vl, vr) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
         let (mut value, keep) = elem_op(op, vl, vr)?;
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };

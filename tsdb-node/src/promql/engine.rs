@@ -153,7 +153,10 @@ impl QueryEngine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        if (end_ms - start_ms) / step_ms >= MAX_STEPS {
+        if end_ms
+            .checked_sub(start_ms)
+            .is_none_or(|d| d / step_ms >= MAX_STEPS)
+        {
             return Err(QueryError::InvalidArgument(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));
@@ -200,7 +203,10 @@ impl QueryEngine {
             for el in elems {
                 series.entry(el.labels).or_default().push((ts, el.v));
             }
-            ts += step_ms;
+            match ts.checked_add(step_ms) {
+                Some(next) => ts = next,
+                None => break,
+            }
         }
         Ok(QueryResult {
             value: Value::Matrix(series.into_iter().collect()),
@@ -215,7 +221,13 @@ impl QueryEngine {
         Ok(())
     }
 
-    fn evaluator<'a>(&self, store: &'a Store, start: i64, end: i64, deadline: Instant) -> Evaluator<'a> {
+    fn evaluator<'a>(
+        &self,
+        store: &'a Store,
+        start: i64,
+        end: i64,
+        deadline: Instant,
+    ) -> Evaluator<'a> {
         Evaluator {
             store,
             start,
@@ -318,17 +330,32 @@ impl Planner {
             Expr::VectorSelector(vs) => {
                 let (a, b) = self.times(&vs.at, lo, hi);
                 let off = offset_ms(&vs.offset);
-                Self::add(out, vs, a - off - self.lookback, b - off);
+                Self::add(
+                    out,
+                    vs,
+                    a.saturating_sub(off).saturating_sub(self.lookback),
+                    b.saturating_sub(off),
+                );
             }
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.times(&ms.vs.at, lo, hi);
                 let off = offset_ms(&ms.vs.offset);
-                Self::add(out, &ms.vs, a - off - duration_ms(&ms.range), b - off);
+                Self::add(
+                    out,
+                    &ms.vs,
+                    a.saturating_sub(off).saturating_sub(duration_ms(&ms.range)),
+                    b.saturating_sub(off),
+                );
             }
             Expr::Subquery(sq) => {
                 let (a, b) = self.times(&sq.at, lo, hi);
                 let off = offset_ms(&sq.offset);
-                self.walk(&sq.expr, a - off - duration_ms(&sq.range), b - off, out);
+                self.walk(
+                    &sq.expr,
+                    a.saturating_sub(off).saturating_sub(duration_ms(&sq.range)),
+                    b.saturating_sub(off),
+                    out,
+                );
             }
             Expr::Paren(p) => self.walk(&p.expr, lo, hi, out),
             Expr::Unary(u) => self.walk(&u.expr, lo, hi, out),
@@ -348,6 +375,149 @@ impl Planner {
                 }
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::value::STALE_NAN_BITS;
+    use crate::promql::QueryError;
+    use crate::storage::{EngineOptions, Retention, Sample};
+
+    fn engine(dir: &std::path::Path) -> Arc<Engine> {
+        let mut opts = EngineOptions::new(dir);
+        opts.wal_sync = false;
+        opts.retention = Retention::keep_forever();
+        let e = Engine::open(opts).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..10i64 {
+            for (host, base) in [("a", 1.0), ("b", 10.0)] {
+                let v = if host == "a" && i == 5 {
+                    f64::from_bits(STALE_NAN_BITS)
+                } else {
+                    base + i as f64
+                };
+                batch.push((
+                    Labels::from_metric("m", &[("host", host)]),
+                    Sample::new(i * 10_000, v),
+                ));
+            }
+        }
+        e.append_labeled(&batch).unwrap();
+        Arc::new(e)
+    }
+
+    fn vector(r: QueryResult) -> Vec<(Labels, i64, f64)> {
+        match r.value {
+            Value::Vector(v) => v,
+            other => panic!("expected vector, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn staleness_marker_ends_a_series_until_the_next_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let qe = QueryEngine::new(engine(dir.path()), QueryLimits::default());
+        let at = |t| vector(qe.instant("m", t).unwrap());
+        assert_eq!(at(45_000).len(), 2);
+        let v = at(55_000);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0.get("host"), Some("b"));
+        assert_eq!(at(60_000).len(), 2);
+        // The marker is not a sample of range vectors either.
+        let v = vector(
+            qe.instant("count_over_time(m{host=\"a\"}[1m])", 60_000)
+                .unwrap(),
+        );
+        assert_eq!(v[0].2, 6.0);
+    }
+
+    #[test]
+    fn window_shorthand_aggregates_all_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let qe = QueryEngine::new(engine(dir.path()), QueryLimits::default());
+        // Window [60s, 90s]: a has 7, 8, 9 (no marker), b has 16..19.
+        let v = vector(qe.instant("count(m[30s])", 90_000).unwrap());
+        assert_eq!(v, vec![(Labels::default(), 90_000, 8.0)]);
+        let v = vector(qe.instant("avg(m[30s])", 90_000).unwrap());
+        assert_eq!(
+            v[0].2,
+            (7.0 + 8.0 + 9.0 + 10.0 + 16.0 + 17.0 + 18.0 + 19.0) / 8.0
+        );
+        let v = vector(qe.instant("max(m[30s])", 90_000).unwrap());
+        assert_eq!(v[0].2, 19.0);
+        assert!(vector(qe.instant("sum(m[30s])", 900_000).unwrap()).is_empty());
+        let r = qe.range("min(m[30s])", 30_000, 90_000, 30_000).unwrap();
+        assert!(matches!(r.value, Value::Matrix(ref m) if m.len() == 1 && m[0].1.len() == 3));
+    }
+
+    #[test]
+    fn errors_carry_prometheus_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let qe = QueryEngine::new(engine(dir.path()), QueryLimits::default());
+        let e = qe.instant("sum(", 0).unwrap_err();
+        assert_eq!(e.error_type(), "bad_data");
+        assert_eq!(
+            qe.range("m", 0, 10, 0).unwrap_err().error_type(),
+            "bad_data"
+        );
+        assert_eq!(
+            qe.range("m[1m]", 0, 10, 1).unwrap_err().error_type(),
+            "bad_data"
+        );
+        assert!(qe.range("m", 0, 1_000_000_000, 1).is_err());
+        let e = qe.instant("m + on() m", 40_000).unwrap_err();
+        assert_eq!(e.error_type(), "execution");
+        let e = qe
+            .instant("label_replace(m, \"1x\", \"\", \"host\", \".*\")", 1)
+            .unwrap_err();
+        assert!(matches!(e, QueryError::Execution(_)));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let small = QueryLimits {
+            max_samples: 5,
+            ..QueryLimits::default()
+        };
+        let qe = QueryEngine::new(e.clone(), small);
+        assert!(matches!(
+            qe.instant("m", 90_000),
+            Err(QueryError::TooManySamples)
+        ));
+        let instant = QueryLimits {
+            timeout: Duration::ZERO,
+            ..QueryLimits::default()
+        };
+        let qe = QueryEngine::new(e, instant);
+        assert!(matches!(
+            qe.range("m", 0, 90_000, 1_000),
+            Err(QueryError::Timeout)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::storage::EngineOptions;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        /// Any query text gives a result or an error, never a panic.
+        #[test]
+        fn arbitrary_queries_never_panic(q in "[a-z_(){}\\[\\]=~!\"0-9,.:@+*/%^ -]{0,40}|.{0,40}") {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opts = EngineOptions::new(dir.path());
+            opts.wal_sync = false;
+            let qe = QueryEngine::new(Arc::new(Engine::open(opts).unwrap()), QueryLimits::default());
+            let _ = qe.instant(&q, 1_000_000);
+            let _ = qe.range(&q, 0, 600_000, 60_000);
         }
     }
 }

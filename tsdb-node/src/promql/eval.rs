@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
 
 use crate::storage::Labels;
 
@@ -130,7 +132,9 @@ impl Evaluator<'_> {
 
     /// An instant selector's samples at `ts`, each with its own timestamp.
     pub fn eval_vector_selector(&self, vs: &VectorSelector, ts: i64) -> Vec<Elem> {
-        let t = self.at_time(&vs.at, ts) - offset_ms(&vs.offset);
+        let t = self
+            .at_time(&vs.at, ts)
+            .saturating_sub(offset_ms(&vs.offset));
         self.store
             .series(vs)
             .iter()
@@ -146,8 +150,10 @@ impl Evaluator<'_> {
 
     fn eval_matrix_selector(&self, ms: &MatrixSelector, ts: i64) -> (Vec<RangeSeries>, RangeInfo) {
         let range_ms = duration_ms(&ms.range);
-        let end = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
-        let start = end - range_ms;
+        let end = self
+            .at_time(&ms.vs.at, ts)
+            .saturating_sub(offset_ms(&ms.vs.offset));
+        let start = end.saturating_sub(range_ms);
         let series = self
             .store
             .series(&ms.vs)
@@ -182,13 +188,15 @@ impl Evaluator<'_> {
             .map(duration_ms)
             .filter(|s| *s > 0)
             .unwrap_or(self.default_step);
-        let end = self.at_time(&sq.at, ts) - offset_ms(&sq.offset);
-        let start = end - range_ms;
+        let end = self
+            .at_time(&sq.at, ts)
+            .saturating_sub(offset_ms(&sq.offset));
+        let start = end.saturating_sub(range_ms);
         // Inner steps are aligned to multiples of the step, as Prometheus does, so that every
         // outer step sees the same inner evaluation times.
-        let mut t = step * (start / step);
+        let mut t = step.saturating_mul(start / step);
         if t < start {
-            t += step;
+            t = t.saturating_add(step);
         }
         let mut order: Vec<Labels> = Vec::new();
         let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
@@ -222,7 +230,10 @@ impl Evaluator<'_> {
                     }
                 }
             }
-            t += step;
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         let series = order
             .into_iter()

@@ -102,7 +102,11 @@ pub fn format_sample_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
@@ -148,7 +152,11 @@ mod tests {
     #[test]
     fn renders_each_type() {
         let r = QueryResult {
-            value: Value::Vector(vec![(Labels::from_metric("up", &[("job", "a\"b")]), 1000, 1.0)]),
+            value: Value::Vector(vec![(
+                Labels::from_metric("up", &[("job", "a\"b")]),
+                1000,
+                1.0,
+            )]),
             warnings: vec![],
         };
         assert_eq!(
@@ -156,7 +164,10 @@ mod tests {
             r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1,"1"]}]}"#
         );
         let r = QueryResult {
-            value: Value::Matrix(vec![(Labels::default(), vec![(1500, 2.0), (3000, f64::INFINITY)])]),
+            value: Value::Matrix(vec![(
+                Labels::default(),
+                vec![(1500, 2.0), (3000, f64::INFINITY)],
+            )]),
             warnings: vec![],
         };
         assert_eq!(
@@ -167,7 +178,10 @@ mod tests {
             value: Value::Scalar(2000, 0.5),
             warnings: vec![],
         };
-        assert_eq!(render_data(&r), r#"{"resultType":"scalar","result":[2,"0.5"]}"#);
+        assert_eq!(
+            render_data(&r),
+            r#"{"resultType":"scalar","result":[2,"0.5"]}"#
+        );
         assert!(serde_json::from_str::<serde_json::Value>(&render_data(&r)).is_ok());
     }
 }

@@ -169,7 +169,11 @@ mod tests {
 
     #[test]
     fn lookback_is_inclusive_and_stops_at_staleness() {
-        let s = vec![(1000, 1.0), (2000, 2.0), (3000, f64::from_bits(STALE_NAN_BITS))];
+        let s = vec![
+            (1000, 1.0),
+            (2000, 2.0),
+            (3000, f64::from_bits(STALE_NAN_BITS)),
+        ];
         assert_eq!(at_time(&s, 999, 300_000), None);
         assert_eq!(at_time(&s, 1000, 300_000), Some((1000, 1.0)));
         assert_eq!(at_time(&s, 2500, 300_000), Some((2000, 2.0)));
@@ -180,7 +184,11 @@ mod tests {
 
     #[test]
     fn window_is_inclusive_and_drops_markers() {
-        let s = vec![(1000, 1.0), (2000, 2.0), (3000, f64::from_bits(STALE_NAN_BITS))];
+        let s = vec![
+            (1000, 1.0),
+            (2000, 2.0),
+            (3000, f64::from_bits(STALE_NAN_BITS)),
+        ];
         assert_eq!(window(&s, 1000, 3000), vec![(1000, 1.0), (2000, 2.0)]);
         assert_eq!(window(&s, 1001, 2000), vec![(2000, 2.0)]);
         assert!(window(&s, 5000, 4000).is_empty());

@@ -91,7 +91,7 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
 pub(crate) fn keep_only(l: &Labels, names: &[String]) -> Labels {
     Labels::new(
         l.iter()
-            .filter(|x| names.iter().any(|n| *n == x.name))
+            .filter(|x| names.contains(&x.name))
             .cloned()
             .collect(),
     )
@@ -101,7 +101,7 @@ pub(crate) fn keep_only(l: &Labels, names: &[String]) -> Labels {
 pub(crate) fn without(l: &Labels, names: &[String]) -> Labels {
     Labels::new(
         l.iter()
-            .filter(|x| !names.iter().any(|n| *n == x.name))
+            .filter(|x| !names.contains(&x.name))
             .cloned()
             .collect(),
     )
@@ -120,7 +120,7 @@ pub(crate) fn with_label(l: &Labels, name: &str, value: &str) -> Labels {
 pub(crate) fn signature(l: &Labels, on: bool, names: &[String]) -> Vec<u8> {
     let mut key = Vec::new();
     for x in l.iter() {
-        let listed = names.iter().any(|n| *n == x.name);
+        let listed = names.contains(&x.name);
         if listed == on {
             key.extend_from_slice(x.name.as_bytes());
             key.push(0xFF);
@@ -146,8 +146,14 @@ mod tests {
     #[test]
     fn label_helpers() {
         let l = Labels::from_metric("m", &[("a", "1"), ("b", "2")]);
-        assert_eq!(drop_name(&l), Labels::new(vec![Label::new("a", "1"), Label::new("b", "2")]));
-        assert_eq!(keep_only(&l, &["a".into()]), Labels::new(vec![Label::new("a", "1")]));
+        assert_eq!(
+            drop_name(&l),
+            Labels::new(vec![Label::new("a", "1"), Label::new("b", "2")])
+        );
+        assert_eq!(
+            keep_only(&l, &["a".into()]),
+            Labels::new(vec![Label::new("a", "1")])
+        );
         assert_eq!(without(&l, &["a".into(), METRIC_NAME.into()]).len(), 1);
         assert_eq!(with_label(&l, "a", "").get("a"), None);
         assert_eq!(with_label(&l, "c", "3").get("c"), Some("3"));

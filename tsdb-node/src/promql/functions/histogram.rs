@@ -9,10 +9,13 @@ use super::super::value::{drop_name, without, Elem};
 
 const BUCKET_LABEL: &str = "le";
 
+/// One histogram: its output labels and (upper bound, cumulative count) buckets.
+type Histogram = (Labels, Vec<(f64, f64)>);
+
 /// One quantile per histogram (series grouped by all labels but `le`), name dropped.
 pub(crate) fn histogram_quantile(q: f64, input: Vec<Elem>, ts: i64) -> Vec<Elem> {
     let mut order: Vec<Vec<u8>> = Vec::new();
-    let mut groups: HashMap<Vec<u8>, (Labels, Vec<(f64, f64)>)> = HashMap::new();
+    let mut groups: HashMap<Vec<u8>, Histogram> = HashMap::new();
     for el in input {
         let Some(ub) = el.labels.get(BUCKET_LABEL).and_then(parse_go_float) else {
             continue;

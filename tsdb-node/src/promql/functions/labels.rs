@@ -22,10 +22,15 @@ pub(crate) fn label_replace(
     src: &str,
     regex: &str,
 ) -> Result<Vec<Elem>, QueryError> {
-    let re = Regex::new(&format!("^(?:{regex})$"))
-        .map_err(|e| QueryError::exec(format!("invalid regular expression in label_replace(): {regex}: {e}")))?;
+    let re = Regex::new(&format!("^(?:{regex})$")).map_err(|e| {
+        QueryError::exec(format!(
+            "invalid regular expression in label_replace(): {regex}: {e}"
+        ))
+    })?;
     if !valid_label_name(dst) {
-        return Err(QueryError::exec(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
     }
     Ok(input
         .into_iter()
@@ -49,11 +54,15 @@ pub(crate) fn label_join(
     srcs: &[String],
 ) -> Result<Vec<Elem>, QueryError> {
     if !valid_label_name(dst) {
-        return Err(QueryError::exec(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
     }
     for s in srcs {
         if !valid_label_name(s) {
-            return Err(QueryError::exec(format!("invalid source label name in label_join(): {s}")));
+            return Err(QueryError::exec(format!(
+                "invalid source label name in label_join(): {s}"
+            )));
         }
     }
     Ok(input
@@ -85,11 +94,25 @@ mod tests {
 
     #[test]
     fn replace_and_join() {
-        let out = label_replace(vec![el(&[("host", "web-1")])], "n", "$1", "host", "web-(.*)").unwrap();
+        let out = label_replace(
+            vec![el(&[("host", "web-1")])],
+            "n",
+            "$1",
+            "host",
+            "web-(.*)",
+        )
+        .unwrap();
         assert_eq!(out[0].labels.get("n"), Some("1"));
-        let out = label_replace(vec![el(&[("host", "db")])], "n", "$1", "host", "web-(.*)").unwrap();
+        let out =
+            label_replace(vec![el(&[("host", "db")])], "n", "$1", "host", "web-(.*)").unwrap();
         assert_eq!(out[0].labels.get("n"), None);
-        let out = label_join(vec![el(&[("a", "x"), ("b", "y")])], "c", "-", &["a".into(), "b".into()]).unwrap();
+        let out = label_join(
+            vec![el(&[("a", "x"), ("b", "y")])],
+            "c",
+            "-",
+            &["a".into(), "b".into()],
+        )
+        .unwrap();
         assert_eq!(out[0].labels.get("c"), Some("x-y"));
         assert!(label_replace(vec![], "1bad", "", "a", ".*").is_err());
         assert!(label_replace(vec![], "ok", "", "a", "(").is_err());

@@ -31,11 +31,13 @@ pub(crate) fn check_unique(v: &[Elem]) -> Result<(), QueryError> {
 }
 
 fn arg(call: &Call, i: usize) -> Result<&Expr, QueryError> {
-    call.args
-        .args
-        .get(i)
-        .map(|b| b.as_ref())
-        .ok_or_else(|| QueryError::exec(format!("missing argument {} of {}()", i + 1, call.func.name)))
+    call.args.args.get(i).map(|b| b.as_ref()).ok_or_else(|| {
+        QueryError::exec(format!(
+            "missing argument {} of {}()",
+            i + 1,
+            call.func.name
+        ))
+    })
 }
 
 fn string_arg(ev: &Evaluator, call: &Call, i: usize, ts: i64) -> Result<String, QueryError> {
@@ -75,7 +77,11 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, ts: i64) -> Result<StepValue, Qu
             let mut out = Vec::with_capacity(series.len());
             for s in series {
                 if let Some(v) = range_fn(name, &s.points, info) {
-                    let labels = if keep_name { s.labels } else { drop_name(&s.labels) };
+                    let labels = if keep_name {
+                        s.labels
+                    } else {
+                        drop_name(&s.labels)
+                    };
                     out.push(Elem { labels, t: ts, v });
                 }
             }
@@ -122,7 +128,11 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, ts: i64) -> Result<StepValue, Qu
                 Expr::MatrixSelector(ms) => absent_labels(&ms.vs),
                 _ => Labels::default(),
             };
-            Ok(StepValue::Vector(vec![Elem { labels, t: ts, v: 1.0 }]))
+            Ok(StepValue::Vector(vec![Elem {
+                labels,
+                t: ts,
+                v: 1.0,
+            }]))
         }
         "absent" => {
             let a = unwrap_parens(arg(call, 0)?);
@@ -133,7 +143,11 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, ts: i64) -> Result<StepValue, Qu
                 Expr::VectorSelector(vs) => absent_labels(vs),
                 _ => Labels::default(),
             };
-            Ok(StepValue::Vector(vec![Elem { labels, t: ts, v: 1.0 }]))
+            Ok(StepValue::Vector(vec![Elem {
+                labels,
+                t: ts,
+                v: 1.0,
+            }]))
         }
         "round" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;

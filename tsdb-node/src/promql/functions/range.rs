@@ -17,7 +17,12 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 }
 
 /// `rate`, `increase` and `delta`: Prometheus' `extrapolatedRate`.
-pub(crate) fn extrapolated_rate(p: &Points, r: RangeInfo, is_counter: bool, is_rate: bool) -> Option<f64> {
+pub(crate) fn extrapolated_rate(
+    p: &Points,
+    r: RangeInfo,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
@@ -33,8 +38,8 @@ pub(crate) fn extrapolated_rate(p: &Points, r: RangeInfo, is_counter: bool, is_r
             prev = v;
         }
     }
-    let mut duration_to_start = (first_t - r.start) as f64 / 1000.0;
-    let duration_to_end = (r.end - last_t) as f64 / 1000.0;
+    let mut duration_to_start = first_t.saturating_sub(r.start) as f64 / 1000.0;
+    let duration_to_end = r.end.saturating_sub(last_t) as f64 / 1000.0;
     let sampled_interval = (last_t - first_t) as f64 / 1000.0;
     let avg_between = sampled_interval / (p.len() - 1) as f64;
     if is_counter && result > 0.0 && first_v >= 0.0 {
@@ -92,7 +97,7 @@ pub(crate) fn linear_regression(p: &Points, intercept_time: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_time) as f64 / 1e3;
+        let x = t.saturating_sub(intercept_time) as f64 / 1e3;
         (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
         (sum_y, c_y) = kahan_inc(v, sum_y, c_y);
         (sum_xy, c_xy) = kahan_inc(x * v, sum_xy, c_xy);
