@@ -6,4 +6,5 @@ pub mod dataset;
 pub mod http;
 pub mod ingest;
 pub mod node;
+pub mod promql;
 pub mod storage;
