@@ -17,13 +17,16 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::{self, AppContext, HttpMetrics};
+use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
 use crate::ingest::IngestSink;
+use crate::promql::QueryEngine;
 use crate::storage::Engine;
 
 /// Addresses the node actually listens on (ports may have been 0).
 #[derive(Clone, Debug)]
 pub struct BoundAddrs {
     pub http: SocketAddr,
+    pub binary: SocketAddr,
 }
 
 pub struct Node {
@@ -73,6 +76,7 @@ impl Node {
         let ctx = Arc::new(AppContext {
             engine: engine.clone(),
             sink: IngestSink::new(engine.clone()),
+            queries: Arc::new(QueryEngine::new(engine.clone(), cfg.query_limits())),
             node_id: self.node_id.clone(),
             started,
             ready: Default::default(),
@@ -84,8 +88,13 @@ impl Node {
         let http_listener = TcpListener::bind(&http_addr)
             .await
             .with_context(|| format!("binding the HTTP listener on {http_addr}"))?;
+        let binary_addr = cfg.binary_addr();
+        let binary_listener = TcpListener::bind(&binary_addr)
+            .await
+            .with_context(|| format!("binding the binary protocol listener on {binary_addr}"))?;
         let bound = BoundAddrs {
             http: http_listener.local_addr()?,
+            binary: binary_listener.local_addr()?,
         };
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -99,10 +108,24 @@ impl Node {
                 .await
         });
 
+        let mut binary_stop = stop_rx.clone();
+        let binary_ctx = BinaryContext {
+            sink: ctx.sink.clone(),
+            config: BinaryConfig {
+                max_connections: cfg.limits.max_connections,
+                idle_timeout: cfg.limits.idle_timeout.0,
+                ..BinaryConfig::default()
+            },
+        };
+        let binary_task = tokio::spawn(binary::serve(binary_listener, binary_ctx, async move {
+            let _ = binary_stop.wait_for(|s| *s).await;
+        }));
+
         ctx.ready.store(true, Ordering::SeqCst);
         tracing::info!(
             node_id = %self.node_id,
             http = %bound.http,
+            binary = %bound.binary,
             seconds = started.elapsed().as_secs_f64(),
             "node ready"
         );
@@ -120,6 +143,17 @@ impl Node {
             Err(_) => tracing::warn!(
                 ?grace,
                 "in-flight HTTP requests did not finish within the grace period"
+            ),
+        }
+        match tokio::time::timeout(grace, binary_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "binary protocol server ended with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "binary protocol server task failed"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "binary protocol connections did not finish within the grace period"
             ),
         }
         drop(stop_rx);

@@ -419,6 +419,16 @@ impl Config {
         o
     }
 
+    /// PromQL limits.
+    pub fn query_limits(&self) -> crate::promql::QueryLimits {
+        crate::promql::QueryLimits {
+            max_samples: self.query.max_samples,
+            timeout: self.query.timeout.0,
+            lookback_delta_ms: self.query.lookback_delta.as_millis_i64(),
+            ..Default::default()
+        }
+    }
+
     /// All users: the inline list plus the users file, if any.
     pub fn all_users(&self) -> Result<Vec<UserEntry>, ConfigError> {
         let mut users = self.auth.users.clone();

@@ -10,7 +10,9 @@ mod health;
 mod metrics;
 mod params;
 mod prom_api;
+mod query;
 mod seed_api;
+mod write;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -25,12 +27,14 @@ pub use metrics::HttpMetrics;
 pub use params::{parse_selector, parse_time_ms};
 
 use crate::ingest::IngestSink;
+use crate::promql::QueryEngine;
 use crate::storage::Engine;
 
 /// Shared by every handler.
 pub struct AppContext {
     pub engine: Arc<Engine>,
     pub sink: IngestSink,
+    pub queries: Arc<QueryEngine>,
     pub node_id: String,
     pub started: Instant,
     /// False until the WAL is replayed and the node may take traffic; false again on shutdown.
@@ -48,6 +52,16 @@ pub fn router(ctx: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::exposition))
         // Prometheus HTTP API
+        .route(
+            "/api/v1/query",
+            get(query::query_get).post(query::query_post),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query::query_range_get).post(query::query_range_post),
+        )
+        .route("/api/v1/write", post(write::api_v1_write))
+        .route("/write", post(write::influx_write))
         .route(
             "/api/v1/series",
             get(prom_api::series).post(prom_api::series_form),

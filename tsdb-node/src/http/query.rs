@@ -1,0 +1,126 @@
+//! `/api/v1/query` and `/api/v1/query_range` (GET, or POST with a form body), evaluated by the
+//! PromQL engine on the blocking pool.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::params::{get, pairs, time_param};
+use super::{ApiError, AppState};
+use crate::config::parse_duration;
+use crate::promql::{render_data, QueryError, QueryResult};
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(e.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            error_type: e.error_type(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A step as float seconds or a duration such as `15s`.
+fn step_ms(s: &str) -> Result<i64, ApiError> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs > 0.0 && secs < 1e12 {
+            return Ok(((secs * 1000.0).round() as i64).max(1));
+        }
+        return Err(ApiError::bad_data(format!(
+            "invalid step {s:?}: must be a positive duration"
+        )));
+    }
+    let d = parse_duration(s).map_err(|e| ApiError::bad_data(format!("invalid step: {e}")))?;
+    match i64::try_from(d.as_millis()) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        _ => Err(ApiError::bad_data(format!(
+            "invalid step {s:?}: must be a positive duration"
+        ))),
+    }
+}
+
+fn respond(r: QueryResult) -> Response {
+    let mut body = String::from("{\"status\":\"success\",\"data\":");
+    body.push_str(&render_data(&r));
+    if !r.warnings.is_empty() {
+        body.push_str(",\"warnings\":");
+        body.push_str(&serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into()));
+    }
+    body.push('}');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn instant(
+    ctx: AppState,
+    q: Option<String>,
+    form: Option<String>,
+) -> Result<Response, ApiError> {
+    let p = pairs(q.as_deref(), form.as_deref())?;
+    let query = get(&p, "query")
+        .ok_or_else(|| ApiError::bad_data("missing parameter \"query\""))?
+        .to_string();
+    let time = time_param(&p, "time", now_ms())?;
+    let engine = ctx.queries.clone();
+    let r = super::error::blocking(move || engine.instant(&query, time).map_err(ApiError::from))
+        .await?;
+    Ok(respond(r))
+}
+
+async fn range(
+    ctx: AppState,
+    q: Option<String>,
+    form: Option<String>,
+) -> Result<Response, ApiError> {
+    let p = pairs(q.as_deref(), form.as_deref())?;
+    let query = get(&p, "query")
+        .ok_or_else(|| ApiError::bad_data("missing parameter \"query\""))?
+        .to_string();
+    let need =
+        |k: &str| get(&p, k).ok_or_else(|| ApiError::bad_data(format!("missing parameter {k:?}")));
+    let start = time_param(&p, "start", 0).and_then(|v| need("start").map(|_| v))?;
+    let end = time_param(&p, "end", 0).and_then(|v| need("end").map(|_| v))?;
+    let step = step_ms(need("step")?)?;
+    let engine = ctx.queries.clone();
+    let r = super::error::blocking(move || {
+        engine
+            .range(&query, start, end, step)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(respond(r))
+}
+
+pub async fn query_get(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    instant(ctx, q, None).await
+}
+
+pub async fn query_post(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: String,
+) -> Result<Response, ApiError> {
+    instant(ctx, q, Some(body)).await
+}
+
+pub async fn query_range_get(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    range(ctx, q, None).await
+}
+
+pub async fn query_range_post(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: String,
+) -> Result<Response, ApiError> {
+    range(ctx, q, Some(body)).await
+}

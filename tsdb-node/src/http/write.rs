@@ -1,0 +1,117 @@
+//! Writes over HTTP: `POST /api/v1/write` (Prometheus remote write when the body is protobuf,
+//! else line protocol with millisecond timestamps, seed 003) and InfluxDB 1.x `POST /write`
+//! (`precision=`, nanoseconds by default; `db=` accepted and ignored).
+//!
+//! Partial writes follow InfluxDB: valid lines/samples are stored, and the answer is 400 with
+//! the first problem when any line or sample was refused. A 204 means everything is durable.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::params::{get, pairs};
+use super::{ApiError, AppState};
+use crate::ingest::line_protocol::{self, LineOptions, Precision};
+use crate::ingest::remote_write::{self, RemoteWriteLimits};
+use crate::storage::{AppendOutcome, Labels, Sample};
+
+/// Samples per storage call: bounds the memory of one append and keeps fsyncs shared.
+const WRITE_CHUNK: usize = 50_000;
+
+async fn store(ctx: &AppState, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, ApiError> {
+    Ok(ctx.sink.write(batch).await?)
+}
+
+fn refused(out: &AppendOutcome) -> Option<String> {
+    out.rejected.first().map(|(_, why)| {
+        format!(
+            "{} of the samples were refused; first: {why}",
+            out.rejected.len()
+        )
+    })
+}
+
+pub async fn api_v1_write(
+    State(ctx): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/x-protobuf") {
+        let limits = RemoteWriteLimits {
+            max_body: ctx.max_request_bytes,
+            ..RemoteWriteLimits::default()
+        };
+        let decoded =
+            remote_write::decode(&body, &limits).map_err(|e| ApiError::bad_data(e.to_string()))?;
+        let mut problem = None;
+        for chunk in decoded.chunks(WRITE_CHUNK) {
+            let out = store(&ctx, chunk).await?;
+            problem = problem.or(refused(&out));
+        }
+        return Ok(match problem {
+            None => StatusCode::NO_CONTENT.into_response(),
+            Some(p) => ApiError::bad_data(p).into_response(),
+        });
+    }
+    lines(ctx, &body, Precision::Milliseconds).await
+}
+
+pub async fn influx_write(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = pairs(q.as_deref(), None)?;
+    let precision = match get(&p, "precision") {
+        None | Some("") => Precision::Nanoseconds,
+        Some(v) => v
+            .parse::<Precision>()
+            .map_err(|e| influx_error(StatusCode::BAD_REQUEST, &e.to_string()))?,
+    };
+    lines(ctx, &body, precision).await
+}
+
+fn influx_error(status: StatusCode, message: &str) -> ApiError {
+    ApiError {
+        status,
+        error_type: "bad_data",
+        message: message.to_string(),
+    }
+}
+
+async fn lines(ctx: AppState, body: &[u8], precision: Precision) -> Result<Response, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_data(format!("body is not UTF-8: {e}")))?;
+    let opts = LineOptions {
+        precision,
+        now_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    let parsed = line_protocol::parse(text, &opts);
+    let first_line_error = parsed
+        .first_error()
+        .map(|e| format!("line {}: {}", e.line, e.message));
+    let line_errors = parsed.errors.len();
+    let mut samples = parsed.samples;
+    let mut problem = None;
+    while !samples.is_empty() {
+        let rest = samples.split_off(samples.len().min(WRITE_CHUNK));
+        let out = store(&ctx, samples).await?;
+        problem = problem.or(refused(&out));
+        samples = rest;
+    }
+    match first_line_error.or(problem) {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(msg) => Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": msg, "invalid_lines": line_errors})),
+        )
+            .into_response()),
+    }
+}
