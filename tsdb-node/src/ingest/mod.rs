@@ -2,6 +2,8 @@
 //! handling (auth, limits, acks) and hands parsed samples to the [`IngestSink`], which owns
 //! the path into storage (today the local engine; in a cluster, the replicated write path).
 
+pub mod tcp_json;
+
 use std::sync::Arc;
 
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
@@ -30,7 +32,9 @@ impl IngestSink {
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || engine.append_labeled(&batch)).await {
             Ok(r) => r,
-            Err(e) => Err(StorageError::InvalidArgument(format!("write task failed: {e}"))),
+            Err(e) => Err(StorageError::InvalidArgument(format!(
+                "write task failed: {e}"
+            ))),
         }
     }
 }
