@@ -104,7 +104,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn fill(&mut self) -> io::Result<Fill> {
         self.compact();
         self.buf.reserve(READ_CHUNK);
-        let n = self.stream.read_buf(&mut self.buf).await?;
+        // `take` caps one read at a chunk even when the vector has more spare capacity, so
+        // the partial-line check below runs at least every chunk.
+        let n = (&mut self.stream)
+            .take(READ_CHUNK as u64)
+            .read_buf(&mut self.buf)
+            .await?;
         if n == 0 {
             // A last line without newline is still a frame; a discarded one stays discarded.
             if !self.discarding && self.start < self.buf.len() {

@@ -28,6 +28,9 @@ const MAX_AUTH_FAILURES_PER_CONNECTION: u32 = 3;
 /// client is evidently not speaking this protocol and is disconnected.
 const MAX_FRAMES_BEFORE_AUTH: u32 = 10;
 
+/// Characters of a client-supplied username that reach the log.
+const MAX_LOGGED_NAME_CHARS: usize = 64;
+
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -191,24 +194,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         {
             Ok(user) if user.can(Role::Write) => {
                 throttle.record_success(ip);
-                tracing::info!(peer = %self.peer, user = %user.username, "client authenticated");
+                tracing::info!(peer = %self.peer, user = ?user.username, "client authenticated");
                 self.user = Some(user);
                 self.conn.queue(&Reply::Ok);
                 Flow::Continue
             }
             Ok(user) => {
-                tracing::info!(peer = %self.peer, user = %user.username, "login without write role refused");
+                tracing::info!(peer = %self.peer, user = ?user.username, "login without write role refused");
                 self.conn.queue(&Reply::error(format!(
                     "Permission denied: user {:?} may not write",
                     user.username
                 )));
-                Flow::Continue
+                // Counted like a failure, so that one connection cannot keep the blocking
+                // pool busy with bcrypt by repeating a valid but useless login.
+                self.auth_failures += 1;
+                if self.auth_failures >= MAX_AUTH_FAILURES_PER_CONNECTION {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                }
             }
             Err(AuthError::InvalidCredentials) => {
                 self.auth_failures += 1;
                 // The username is logged so that operators can spot a misconfigured client;
-                // the password never is.
-                tracing::info!(peer = %self.peer, user = %username, "failed login");
+                // the password never is. It is client input: shortened, and escaped by `?`.
+                let shown: String = username.chars().take(MAX_LOGGED_NAME_CHARS).collect();
+                tracing::info!(peer = %self.peer, user = ?shown, "failed login");
                 self.conn.queue(&Reply::error("Invalid credentials"));
                 match throttle.record_failure(ip, Instant::now()) {
                     Err(lockout) => {

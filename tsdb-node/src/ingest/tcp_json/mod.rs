@@ -34,7 +34,8 @@
 //!
 //! - `auth` → `ok`, or `error` with message `Invalid credentials` (unknown user and wrong
 //!   password are indistinguishable, in message and in timing). A user without the `write`
-//!   role gets `Permission denied: ...`.
+//!   role gets `Permission denied: ...` (counted as a failed login for the connection, not
+//!   for the address throttle).
 //! - `data` → `ok` only after the sample is durable in the WAL. Internally the server
 //!   batches: every complete frame already received (up to `max_batch`) is parsed, the
 //!   samples are written as one batch with one WAL sync, and then the replies of the whole
@@ -62,6 +63,9 @@
 //!   A client that does not read its replies for `idle_timeout` is disconnected.
 //! - At most `max_connections` (default 1024) connections are served at once; further
 //!   ones get `{"status":"error","message":"too many connections"}` and are closed.
+//! - On shutdown the listener stops accepting; every connection finishes the batch it is
+//!   writing, sends those replies and is closed. Frames received but not yet part of a batch
+//!   get no reply and were not stored: a client resends whatever was not acknowledged.
 //!
 //! # Structure
 //!
