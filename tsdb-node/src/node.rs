@@ -15,9 +15,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::{FailureThrottle, ThrottleOptions, UserDb};
 use crate::config::Config;
 use crate::http::{self, AppContext, HttpMetrics};
 use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
+use crate::ingest::tcp_json::{self, TcpJsonContext, TcpJsonOptions};
 use crate::ingest::IngestSink;
 use crate::promql::QueryEngine;
 use crate::storage::Engine;
@@ -27,6 +29,7 @@ use crate::storage::Engine;
 pub struct BoundAddrs {
     pub http: SocketAddr,
     pub binary: SocketAddr,
+    pub tcp_json: SocketAddr,
 }
 
 pub struct Node {
@@ -92,10 +95,38 @@ impl Node {
         let binary_listener = TcpListener::bind(&binary_addr)
             .await
             .with_context(|| format!("binding the binary protocol listener on {binary_addr}"))?;
+        let tcp_addr = cfg.tcp_addr();
+        let tcp_listener = TcpListener::bind(&tcp_addr)
+            .await
+            .with_context(|| format!("binding the TCP JSON listener on {tcp_addr}"))?;
         let bound = BoundAddrs {
             http: http_listener.local_addr()?,
             binary: binary_listener.local_addr()?,
+            tcp_json: tcp_listener.local_addr()?,
         };
+        let users = Arc::new(UserDb::new(cfg.all_users()?).context("loading users")?);
+        if users.is_empty() {
+            tracing::warn!("no users are configured: TCP JSON clients cannot authenticate");
+        }
+        let mut tcp_ctx = TcpJsonContext::new(
+            ctx.sink.clone(),
+            users,
+            Arc::new(FailureThrottle::new(ThrottleOptions::default())),
+            TcpJsonOptions {
+                max_frame_bytes: cfg.limits.max_frame_bytes,
+                idle_timeout: cfg.limits.idle_timeout.0,
+                max_connections: cfg.limits.max_connections,
+                ..TcpJsonOptions::default()
+            },
+        );
+        if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
+            let acceptor = tcp_json::tls::acceptor_from_pem_files(
+                &self.base_dir.join(cert),
+                &self.base_dir.join(key),
+            )
+            .context("loading the TLS certificate and key")?;
+            tcp_ctx = tcp_ctx.with_tls(acceptor);
+        }
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut http_stop = stop_rx.clone();
@@ -121,11 +152,21 @@ impl Node {
             let _ = binary_stop.wait_for(|s| *s).await;
         }));
 
+        let mut tcp_stop = stop_rx.clone();
+        let tcp_task = tokio::spawn(tcp_json::serve(
+            tcp_listener,
+            Arc::new(tcp_ctx),
+            async move {
+                let _ = tcp_stop.wait_for(|s| *s).await;
+            },
+        ));
+
         ctx.ready.store(true, Ordering::SeqCst);
         tracing::info!(
             node_id = %self.node_id,
             http = %bound.http,
             binary = %bound.binary,
+            tcp_json = %bound.tcp_json,
             seconds = started.elapsed().as_secs_f64(),
             "node ready"
         );
@@ -155,6 +196,12 @@ impl Node {
                 ?grace,
                 "binary protocol connections did not finish within the grace period"
             ),
+        }
+        if tokio::time::timeout(grace, tcp_task).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "TCP JSON connections did not finish within the grace period"
+            );
         }
         drop(stop_rx);
         let engine2 = engine.clone();

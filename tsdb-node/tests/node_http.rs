@@ -24,8 +24,9 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path) -> Running {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
         let yaml = format!(
-            "server:\n  http_addr: 127.0.0.1:0\n  binary_addr: 127.0.0.1:0\n  tcp_addr: 127.0.0.1:0\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\nlimits:\n  max_request_bytes: 1048576\nretention:\n  raw: 0\n",
+            "server:\n  http_addr: 127.0.0.1:0\n  binary_addr: 127.0.0.1:0\n  tcp_addr: 127.0.0.1:0\nauth:\n  users:\n    - username: sensor\n      password_hash: \"{hash}\"\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\nlimits:\n  max_request_bytes: 1048576\nretention:\n  raw: 0\n",
             d = dir.display()
         );
         let cfg = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
@@ -171,6 +172,30 @@ fn writes_in_every_format_query_back_and_survive_restart() {
         post(&node.url("/api/v1/write"), "application/x-protobuf", &rw).0,
         204
     );
+    // Seed 000 TCP JSON: auth first, then a data frame acknowledged once durable.
+    {
+        let mut s = TcpStream::connect(node.addrs.tcp_json).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        let mut say = |frame: &str| -> String {
+            s.write_all(frame.as_bytes()).unwrap();
+            s.write_all(b"\n").unwrap();
+            line.clear();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            line.clone()
+        };
+        assert!(say(
+            r#"{"type":"data","metric":"t","timestamp":"2023-11-14T22:13:20Z","value":1}"#
+        )
+        .contains("error"));
+        assert!(say(r#"{"type":"auth","username":"sensor","password":"wrong"}"#).contains("error"));
+        assert!(say(r#"{"type":"auth","username":"sensor","password":"s3cret"}"#).contains("ok"));
+        let ack = say(
+            r#"{"type":"data","metric":"temperature","timestamp":"2023-11-14T22:13:20Z","value":23.7,"tags":{"location":"room-1","unit":"C"}}"#,
+        );
+        assert!(ack.contains("ok"), "{ack}");
+    }
     // Binary protocol.
     let points: Vec<DataPoint> = (0..10)
         .map(|i| DataPoint {
@@ -187,6 +212,8 @@ fn writes_in_every_format_query_back_and_survive_restart() {
     let t = (T0 + 60_000) as f64 / 1000.0;
     let v = instant(&node, "sum(cpu_usage)", t);
     assert_eq!(v["result"][0]["value"][1], "95.7");
+    let v = instant(&node, r#"temperature{location="room-1"}"#, t);
+    assert_eq!(v["result"][0]["value"][1], "23.7");
     let v = instant(&node, "weather_temperature", t);
     assert_eq!(v["result"][0]["metric"]["station"], "a");
     assert_eq!(

@@ -81,7 +81,7 @@ fn build_config(args: &Args) -> anyhow::Result<Config> {
             cfg.auth.users.push(UserEntry {
                 username: "dev".into(),
                 password_hash: hash,
-                roles: vec!["read".into(), "write".into(), "admin".into()],
+                roles: vec![tsdb_node::auth::Role::Admin],
             });
         }
     }

@@ -10,10 +10,12 @@ mod overrides;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use duration::{parse_duration, HumanDuration};
 pub use overrides::apply_env_overrides;
+
+pub use crate::auth::UserEntry;
 
 use crate::storage::catalog::SeriesLimits;
 use crate::storage::{EngineOptions, Retention};
@@ -38,7 +40,7 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -52,7 +54,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Seed 000: the TCP JSON ingest port (used with `bind_address` unless `tcp_addr` is set).
@@ -83,21 +85,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// One user: seed 000's `username` + bcrypt `password_hash`, plus roles.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct UserEntry {
-    pub username: String,
-    pub password_hash: String,
-    #[serde(default = "default_roles")]
-    pub roles: Vec<String>,
-}
-
-fn default_roles() -> Vec<String> {
-    vec!["read".into(), "write".into()]
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub users: Vec<UserEntry>,
@@ -107,7 +95,7 @@ pub struct AuthConfig {
     pub http: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
@@ -139,7 +127,7 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
     pub http_port: u16,
@@ -159,7 +147,7 @@ impl Default for QueryConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_series: usize,
@@ -191,7 +179,7 @@ impl Default for LimitsConfig {
 }
 
 /// `0` keeps data forever.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     pub raw: HumanDuration,
@@ -217,14 +205,14 @@ impl Default for RetentionConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     pub seeds: Vec<String>,
@@ -250,7 +238,7 @@ impl Default for ClusterConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// `tcp://host:1883` or `ssl://host:8883`; unset disables MQTT ingest.
@@ -318,28 +306,8 @@ impl Config {
                     format!("{:?}: {e}", self.server.bind_address),
                 )
             })?;
-        for (i, u) in self.auth.users.iter().enumerate() {
-            if u.username.is_empty() {
-                return Err(invalid(
-                    &format!("auth.users[{i}].username"),
-                    "must not be empty",
-                ));
-            }
-            if !u.password_hash.starts_with("$2") {
-                return Err(invalid(
-                    &format!("auth.users[{i}].password_hash"),
-                    "must be a bcrypt hash ($2a$, $2b$ or $2y$)",
-                ));
-            }
-            for r in &u.roles {
-                if !["read", "write", "admin"].contains(&r.as_str()) {
-                    return Err(invalid(
-                        &format!("auth.users[{i}].roles"),
-                        format!("unknown role {r:?} (read, write or admin)"),
-                    ));
-                }
-            }
-        }
+        crate::auth::UserDb::new(self.all_users()?)
+            .map_err(|e| invalid("auth.users", e.to_string()))?;
         if self.storage.wal_segment_size_mb == 0 {
             return Err(invalid("storage.wal_segment_size_mb", "must be at least 1"));
         }
@@ -458,7 +426,7 @@ server:
 auth:
   users:
     - username: "user1"
-      password_hash: "$2a$10$abcdefghijklmnopqrstuuJ9B6j6Q6m3Q5j4Z1k8yY1Qm1r2d3e4f"
+      password_hash: "$2b$04$Ikpzn5A1Hp6L7bY9Wm2l9.Vd3WnV1lmj.VTlXnBN6dQ2kWxWYyW4G"
 storage:
   data_dir: "./data"
   wal_dir: "./wal"
@@ -473,7 +441,10 @@ query:
         let c = Config::from_yaml(SEED_000, "seed", Vec::new()).unwrap();
         assert_eq!(c.server.tcp_port, 5433);
         assert_eq!(c.http_addr(), "0.0.0.0:8181");
-        assert_eq!(c.auth.users[0].roles, vec!["read", "write"]);
+        assert_eq!(
+            c.auth.users[0].roles,
+            vec![crate::auth::Role::Read, crate::auth::Role::Write]
+        );
     }
 
     #[test]

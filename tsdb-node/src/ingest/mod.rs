@@ -2,6 +2,8 @@
 //! handling (auth, limits, acks) and hands parsed samples to the [`IngestSink`], which owns
 //! the path into storage (today the local engine; in a cluster, the replicated write path).
 
+pub mod tcp_json;
+
 use std::sync::Arc;
 
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
