@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -62,24 +62,6 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 .map(HumanDuration)
                 .map_err(serde::de::Error::custom),
         }
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ms = self.0.as_millis();
-        let text = if ms % 86_400_000 == 0 && ms > 0 {
-            format!("{}d", ms / 86_400_000)
-        } else if ms % 3_600_000 == 0 && ms > 0 {
-            format!("{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 && ms > 0 {
-            format!("{}m", ms / 60_000)
-        } else if ms % 1_000 == 0 {
-            format!("{}s", ms / 1_000)
-        } else {
-            format!("{ms}ms")
-        };
-        s.serialize_str(&text)
     }
 }
 
