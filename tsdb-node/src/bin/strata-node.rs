@@ -17,8 +17,8 @@ use tsdb_node::node::Node;
     version,
     about = "Strata time-series database node",
     long_about = "Strata time-series database node.\n\nRun `strata-node --dev` for a single local node with \
-                  embedded defaults: listeners on 127.0.0.1 only, data under ./strata-dev-data, and a dev \
-                  user `dev` with password `dev`."
+                  embedded defaults: listeners on 127.0.0.1 only, data under ./strata-dev-data, a dev \
+                  user `dev` with password `dev`, and samples of any age accepted."
 )]
 struct Args {
     /// config.yaml (seed 000 §3 plus the limits, retention, tls, cluster and mqtt sections).
@@ -75,6 +75,8 @@ fn build_config(args: &Args) -> anyhow::Result<Config> {
         if args.config.is_none() {
             cfg.storage.data_dir = PathBuf::from(DEV_DIR).join("data");
             cfg.storage.wal_dir = PathBuf::from(DEV_DIR).join("wal");
+            // Trying the seeds' examples mixes old and current timestamps: accept them all.
+            cfg.storage.out_of_order_window = tsdb_node::config::HumanDuration::from_secs(0);
         }
         if cfg.auth.users.is_empty() && cfg.auth.users_file.is_none() {
             let hash = bcrypt::hash("dev", 10).context("hashing the dev password")?;
@@ -169,7 +171,12 @@ fn main() -> anyhow::Result<()> {
                     "  HTTP API     http://{}  (try /api/v1/status, /metrics)",
                     addrs.http
                 );
-                println!("  dev user     dev / dev");
+                println!(
+                    "  TCP JSON     {}  (seed 000 frames, auth first)",
+                    addrs.tcp_json
+                );
+                println!("  binary ZTSD  {}  (seed 004)", addrs.binary);
+                println!("  dev user     dev / dev; samples of any age accepted (backfill)");
                 println!("  data         ./{DEV_DIR}   (Ctrl-C to stop)");
             }
         })

@@ -102,6 +102,7 @@ pub struct StorageConfig {
     pub wal_dir: PathBuf,
     pub wal_segment_size_mb: u64,
     pub checkpoint_interval_s: u64,
+    /// How far behind the newest sample a sample may be; `0` accepts any timestamp (backfill).
     pub out_of_order_window: HumanDuration,
     pub block_ranges: Vec<HumanDuration>,
     /// fsync the WAL before acknowledging. Turning it off loses acknowledged writes on power
@@ -364,7 +365,12 @@ impl Config {
         o.wal_segment_size = self.storage.wal_segment_size_mb.saturating_mul(1 << 20);
         o.wal_sync = self.storage.wal_sync;
         o.checkpoint_interval = std::time::Duration::from_secs(self.storage.checkpoint_interval_s);
-        o.out_of_order_window_ms = self.storage.out_of_order_window.as_millis_i64();
+        o.out_of_order_window_ms = if self.storage.out_of_order_window.is_zero() {
+            // "No limit": far enough back for any timestamp, small enough not to overflow.
+            i64::MAX / 4
+        } else {
+            self.storage.out_of_order_window.as_millis_i64()
+        };
         o.block_ranges_ms = self
             .storage
             .block_ranges
