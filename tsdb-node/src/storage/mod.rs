@@ -14,6 +14,7 @@ pub mod options;
 pub mod querier;
 pub mod segment;
 pub mod tombstones;
+mod varint;
 pub mod wal;
 
 use std::path::PathBuf;

@@ -1,33 +1,11 @@
-//! LEB128 varints, zigzag, and a bounds-checked reader over untrusted bytes.
+//! WAL record helpers: strings, and a bounds-checked reader over untrusted bytes. The varint
+//! encoding itself is `storage::varint`.
 
 use super::error::DecodeError;
 
-/// Longest LEB128 encoding of a u64.
-pub(crate) const MAX_VARINT_LEN: usize = 10;
-
-#[inline]
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-#[inline]
-pub(crate) fn put_ivarint(buf: &mut Vec<u8>, v: i64) {
-    put_uvarint(buf, zigzag(v));
-}
-
-#[inline]
-pub(crate) fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline]
-pub(crate) fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
+pub(crate) use crate::storage::varint::{
+    put_uvarint, put_varint as put_ivarint, unzigzag, MAX_VARINT_LEN,
+};
 
 /// Varint length prefix followed by the UTF-8 bytes.
 #[inline]
@@ -163,6 +141,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::varint::zigzag;
     use proptest::prelude::*;
 
     #[test]
