@@ -79,7 +79,10 @@ fn wait_ready(http: SocketAddr, limit: Duration, what: &str) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{what} not ready within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -133,7 +136,11 @@ fn binary_exits_cleanly_on_sigterm_and_keeps_acknowledged_data() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
     drop(node);
 
     let _node = spawn_node(&config);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
+use rustls_pki_types::pem::PemObject;
 use tsdb_node::config::Config;
 use tsdb_node::ingest::binary::frame::Frame;
 use tsdb_node::node::{BoundAddrs, Node};
@@ -137,8 +138,14 @@ fn http_auth_roles_tokens_and_throttle() {
     // Missing credentials: 401 with a challenge for both schemes.
     let (s, challenges) = call("GET", &query, None, "");
     assert_eq!(s, 401);
-    assert!(challenges.iter().any(|c| c.starts_with("Basic ")), "{challenges:?}");
-    assert!(challenges.iter().any(|c| c.starts_with("Bearer ")), "{challenges:?}");
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Basic ")),
+        "{challenges:?}"
+    );
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Bearer ")),
+        "{challenges:?}"
+    );
 
     // Roles.
     let (reader, writer, boss) = (
@@ -176,9 +183,10 @@ fn http_auth_roles_tokens_and_throttle() {
     );
     assert_eq!(call("GET", &query, Some("Bearer tok-124"), "").0, 401);
 
-    // Repeated failures lock the address out, even for correct credentials. Two failures
-    // were recorded above (the missing credentials and the wrong token); five lock out.
+    // Repeated failures lock the address out, even for correct credentials. A success clears
+    // the count, so one failure (the wrong token) stands so far; the fifth locks out.
     assert_eq!(call("GET", &query, Some(&basic("reader", "no")), "").0, 401);
+    assert_eq!(call("GET", &query, Some("Digest x"), "").0, 401);
     assert_eq!(call("GET", &query, Some(&basic("nobody", "pw")), "").0, 401);
     assert_eq!(call("GET", &query, Some("Basic %%%"), "").0, 429);
     assert_eq!(call("GET", &query, Some(&reader), "").0, 429);
@@ -188,8 +196,8 @@ fn http_auth_roles_tokens_and_throttle() {
 
 /// A self-signed certificate for 127.0.0.1, written as PEM files into `dir`.
 fn self_signed(dir: &Path) -> Vec<u8> {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let pem = ck.cert.pem();
     std::fs::write(dir.join("cert.pem"), &pem).unwrap();
     std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();

@@ -105,7 +105,10 @@ pub fn router(ctx: AppState) -> Router {
         .route("/api/v1/stream", get(stream::stream))
         .layer(DefaultBodyLimit::max(limit));
     if let Some(a) = &ctx.auth {
-        router = router.layer(axum::middleware::from_fn_with_state(a.clone(), auth::require));
+        router = router.layer(axum::middleware::from_fn_with_state(
+            a.clone(),
+            auth::require,
+        ));
     }
     router
         .layer(axum::middleware::from_fn_with_state(

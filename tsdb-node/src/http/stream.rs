@@ -57,11 +57,16 @@ pub async fn stream(
     let pairs = params::pairs(query.as_deref(), None)?;
     let selectors = params::selectors(&pairs)?;
     if selectors.is_empty() {
-        return Err(ApiError::bad_data("at least one match[] selector is required"));
+        return Err(ApiError::bad_data(
+            "at least one match[] selector is required",
+        ));
     }
-    let permit = ctx.streams.permits.clone().try_acquire_owned().map_err(|_| {
-        ApiError::unavailable("too many live stream subscribers; try again later")
-    })?;
+    let permit = ctx
+        .streams
+        .permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::unavailable("too many live stream subscribers; try again later"))?;
     // Subscribe before upgrading so that nothing written after the 101 reply is missed.
     let rx = ctx.sink.subscribe();
     Ok(ws
