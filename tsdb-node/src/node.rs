@@ -17,7 +17,8 @@ use tokio::sync::watch;
 
 use crate::auth::{FailureThrottle, ThrottleOptions, UserDb};
 use crate::config::Config;
-use crate::http::{self, AppContext, HttpMetrics};
+use crate::http::auth::{HttpAuth, TokenDigest};
+use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
 use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
 use crate::ingest::tcp_json::{self, TcpJsonContext, TcpJsonOptions};
 use crate::ingest::IngestSink;
@@ -76,6 +77,36 @@ impl Node {
             .start_maintenance()
             .context("starting storage maintenance")?;
 
+        let users = Arc::new(UserDb::new(cfg.all_users()?).context("loading users")?);
+        if users.is_empty() {
+            tracing::warn!("no users are configured: TCP JSON clients cannot authenticate");
+        }
+        // One throttle for every protocol, so guessing is not sped up by switching protocols.
+        let throttle = Arc::new(FailureThrottle::new(ThrottleOptions::default()));
+        let http_auth = if cfg.auth.http {
+            let tokens = TokenDigest::parse_all(&cfg.auth.tokens).context("auth.tokens")?;
+            if users.is_empty() && tokens.is_empty() {
+                tracing::warn!("auth.http is on but no users or tokens are configured");
+            }
+            Some(Arc::new(HttpAuth::new(
+                users.clone(),
+                tokens,
+                throttle.clone(),
+            )))
+        } else {
+            None
+        };
+        let tls = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
+            (Some(cert), Some(key)) => Some(
+                tcp_json::tls::acceptor_from_pem_files(
+                    &self.base_dir.join(cert),
+                    &self.base_dir.join(key),
+                )
+                .context("loading the TLS certificate and key")?,
+            ),
+            _ => None,
+        };
+
         let ctx = Arc::new(AppContext {
             engine: engine.clone(),
             sink: IngestSink::new(engine.clone()),
@@ -85,6 +116,8 @@ impl Node {
             ready: Default::default(),
             metrics: HttpMetrics::default(),
             max_request_bytes: cfg.limits.max_request_bytes,
+            auth: http_auth,
+            streams: StreamLimits::default(),
         });
 
         let http_addr = cfg.http_addr();
@@ -104,14 +137,10 @@ impl Node {
             binary: binary_listener.local_addr()?,
             tcp_json: tcp_listener.local_addr()?,
         };
-        let users = Arc::new(UserDb::new(cfg.all_users()?).context("loading users")?);
-        if users.is_empty() {
-            tracing::warn!("no users are configured: TCP JSON clients cannot authenticate");
-        }
         let mut tcp_ctx = TcpJsonContext::new(
             ctx.sink.clone(),
             users,
-            Arc::new(FailureThrottle::new(ThrottleOptions::default())),
+            throttle,
             TcpJsonOptions {
                 max_frame_bytes: cfg.limits.max_frame_bytes,
                 idle_timeout: cfg.limits.idle_timeout.0,
@@ -119,25 +148,21 @@ impl Node {
                 ..TcpJsonOptions::default()
             },
         );
-        if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
-            let acceptor = tcp_json::tls::acceptor_from_pem_files(
-                &self.base_dir.join(cert),
-                &self.base_dir.join(key),
-            )
-            .context("loading the TLS certificate and key")?;
-            tcp_ctx = tcp_ctx.with_tls(acceptor);
+        if let Some(acceptor) = &tls {
+            tcp_ctx = tcp_ctx.with_tls(acceptor.clone());
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut http_stop = stop_rx.clone();
         let app = http::router(ctx.clone());
-        let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let http_task = tokio::spawn(http::serve::serve(
+            http_listener,
+            app,
+            tls.clone(),
+            async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            },
+        ));
 
         let mut binary_stop = stop_rx.clone();
         let binary_ctx = BinaryContext {
@@ -147,6 +172,7 @@ impl Node {
                 idle_timeout: cfg.limits.idle_timeout.0,
                 ..BinaryConfig::default()
             },
+            tls: tls.clone(),
         };
         let binary_task = tokio::spawn(binary::serve(binary_listener, binary_ctx, async move {
             let _ = binary_stop.wait_for(|s| *s).await;

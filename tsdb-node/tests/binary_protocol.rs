@@ -28,6 +28,7 @@ impl Server {
         let ctx = BinaryContext {
             sink: IngestSink::new(engine.clone()),
             config,
+            tls: None,
         };
         let task = tokio::spawn(binary::serve(listener, ctx, async {
             let _ = rx.await;

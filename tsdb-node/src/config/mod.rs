@@ -93,6 +93,37 @@ pub struct AuthConfig {
     pub users_file: Option<PathBuf>,
     /// Require HTTP basic or bearer auth on the HTTP API.
     pub http: bool,
+    /// Bearer tokens accepted by the HTTP API (when `http` is on). Only a SHA-256 of each
+    /// token is configured, so the configuration never holds a usable secret.
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One bearer token in `auth.tokens`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who the token belongs to, for logs (e.g. `grafana`).
+    pub username: String,
+    /// Lower- or upper-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub token_sha256: String,
+    /// Granted roles; `[read]` when omitted, since tokens mostly serve dashboards.
+    #[serde(default = "default_token_roles")]
+    pub roles: Vec<crate::auth::Role>,
+}
+
+fn default_token_roles() -> Vec<crate::auth::Role> {
+    vec![crate::auth::Role::Read]
+}
+
+/// Hand-written so that even the token's digest stays out of logs.
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("username", &self.username)
+            .field("token_sha256", &"<redacted>")
+            .field("roles", &self.roles)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -309,6 +340,8 @@ impl Config {
             })?;
         crate::auth::UserDb::new(self.all_users()?)
             .map_err(|e| invalid("auth.users", e.to_string()))?;
+        crate::http::auth::TokenDigest::parse_all(&self.auth.tokens)
+            .map_err(|e| invalid("auth.tokens", e.to_string()))?;
         if self.storage.wal_segment_size_mb == 0 {
             return Err(invalid("storage.wal_segment_size_mb", "must be at least 1"));
         }

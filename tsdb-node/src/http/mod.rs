@@ -5,6 +5,7 @@
 //! durations, `match[]` selectors); `error` renders Prometheus' error envelope.
 
 mod admin;
+pub mod auth;
 mod error;
 mod health;
 mod metrics;
@@ -12,6 +13,8 @@ mod params;
 mod prom_api;
 mod query;
 mod seed_api;
+pub mod serve;
+mod stream;
 mod write;
 
 use std::sync::atomic::AtomicBool;
@@ -41,13 +44,20 @@ pub struct AppContext {
     pub ready: AtomicBool,
     pub metrics: HttpMetrics,
     pub max_request_bytes: usize,
+    /// Set when `auth.http` is on: every request but health, readiness and metrics needs
+    /// credentials.
+    pub auth: Option<Arc<auth::HttpAuth>>,
+    /// Bounds the live-stream WebSocket subscribers.
+    pub streams: stream::StreamLimits,
 }
 
 pub type AppState = Arc<AppContext>;
 
+pub use stream::StreamLimits;
+
 pub fn router(ctx: AppState) -> Router {
     let limit = ctx.max_request_bytes;
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::exposition))
@@ -91,7 +101,16 @@ pub fn router(ctx: AppState) -> Router {
         )
         .route("/stats", get(seed_api::stats))
         .route("/series", get(seed_api::series_list))
-        .layer(DefaultBodyLimit::max(limit))
+        // Live stream of written samples
+        .route("/api/v1/stream", get(stream::stream))
+        .layer(DefaultBodyLimit::max(limit));
+    if let Some(a) = &ctx.auth {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            a.clone(),
+            auth::require,
+        ));
+    }
+    router
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             metrics::track,

@@ -6,21 +6,42 @@ pub mod tcp_json;
 
 use std::sync::Arc;
 
+use tokio::sync::broadcast;
+
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
 
 pub mod binary;
 pub mod line_protocol;
 pub mod remote_write;
 
+/// A batch of samples that has just been made durable, as published to live subscribers.
+pub type LiveBatch = Arc<Vec<(Labels, Sample)>>;
+
+/// Batches buffered per live subscriber. A subscriber that falls further behind loses the
+/// oldest batches (it sees `RecvError::Lagged`); ingest never waits for it.
+const LIVE_CAPACITY: usize = 1024;
+
 /// The one way ingest protocols store samples. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestSink {
     engine: Arc<Engine>,
+    live: broadcast::Sender<LiveBatch>,
 }
 
 impl IngestSink {
     pub fn new(engine: Arc<Engine>) -> Self {
-        IngestSink { engine }
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        IngestSink { engine, live }
+    }
+
+    /// Receives every batch written from now on (accepted samples only), after it is durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveBatch> {
+        self.live.subscribe()
+    }
+
+    /// Current number of live subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -34,11 +55,43 @@ impl IngestSink {
             return Ok(AppendOutcome::default());
         }
         let engine = self.engine.clone();
-        match tokio::task::spawn_blocking(move || engine.append_labeled(&batch)).await {
+        let (result, batch) = match tokio::task::spawn_blocking(move || {
+            let r = engine.append_labeled(&batch);
+            (r, batch)
+        })
+        .await
+        {
             Ok(r) => r,
-            Err(e) => Err(StorageError::InvalidArgument(format!(
-                "write task failed: {e}"
-            ))),
+            Err(e) => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "write task failed: {e}"
+                )))
+            }
+        };
+        if let Ok(outcome) = &result {
+            self.publish(batch, outcome);
+        }
+        result
+    }
+
+    /// Hands the accepted part of a durable batch to live subscribers, if there are any.
+    fn publish(&self, mut batch: Vec<(Labels, Sample)>, outcome: &AppendOutcome) {
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        if !outcome.rejected.is_empty() {
+            let mut rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+            rejected.sort_unstable();
+            let mut i = 0;
+            batch.retain(|_| {
+                let keep = rejected.binary_search(&i).is_err();
+                i += 1;
+                keep
+            });
+        }
+        if !batch.is_empty() {
+            // Err only means every subscriber left in the meantime.
+            let _ = self.live.send(Arc::new(batch));
         }
     }
 }

@@ -71,4 +71,6 @@ impl BinaryConfig {
 pub struct BinaryContext {
     pub sink: IngestSink,
     pub config: BinaryConfig,
+    /// When set, every connection is TLS (`tls.cert_file`/`tls.key_file`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -24,6 +25,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let config = Arc::new(ctx.config);
+    let tls = ctx.tls;
     let handler = Handler::new(ctx.sink, config.max_reply_points);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -52,10 +54,26 @@ pub async fn serve(
                 let stop = stop_rx.clone();
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        let tls = tls.clone();
                         connections.spawn(async move {
-                            run_connection(socket, peer, &config, &handler, stop).await;
+                            match tls {
+                                None => run_connection(socket, peer, &config, &handler, stop).await,
+                                Some(acceptor) => {
+                                    // A client that stalls the handshake is cut off like one that stops reading.
+                                    match tokio::time::timeout(config.write_timeout, acceptor.accept(socket)).await {
+                                        Ok(Ok(s)) => run_connection(s, peer, &config, &handler, stop).await,
+                                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "binary TLS handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "binary TLS handshake timed out"),
+                                    }
+                                }
+                            }
                             drop(permit);
                         });
+                    }
+                    Err(_) if tls.is_some() => {
+                        // A plain-text refusal would be garbage to a TLS client: just close.
+                        tracing::warn!(%peer, limit = config.max_connections, "binary connection refused: limit reached");
+                        drop(socket);
                     }
                     Err(_) => {
                         // Refuse at once with a reason, rather than leaving the client waiting
@@ -80,8 +98,8 @@ pub async fn serve(
 }
 
 /// Serves one client until it closes, breaks the protocol, times out or the server stops.
-async fn run_connection(
-    socket: TcpStream,
+async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: S,
     peer: SocketAddr,
     config: &BinaryConfig,
     handler: &Handler,
