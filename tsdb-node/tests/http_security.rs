@@ -2,66 +2,21 @@
 //! failure throttle), with TLS on HTTP and the binary listener, and the live WebSocket stream.
 
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
 use rustls_pki_types::pem::PemObject;
-use tsdb_node::config::Config;
 use tsdb_node::ingest::binary::frame::Frame;
-use tsdb_node::node::{BoundAddrs, Node};
 
-struct Running {
-    addrs: BoundAddrs,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
+mod common;
 
-impl Running {
-    /// A node on ephemeral ports with `extra` appended to its configuration.
-    fn start(dir: &Path, extra: &str) -> Running {
-        let yaml = format!(
-            "server:\n  http_addr: 127.0.0.1:0\n  binary_addr: 127.0.0.1:0\n  tcp_addr: 127.0.0.1:0\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\n  wal_sync: false\nretention:\n  raw: 0\n{extra}",
-            d = dir.display()
-        );
-        let cfg = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(Node::new(cfg, "/".into()).run(
-                async move {
-                    let _ = stop_rx.await;
-                },
-                move |a| {
-                    let _ = tx.send(a);
-                },
-            ))
-        });
-        let addrs = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("node did not start");
-        Running {
-            addrs,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
+type Running = common::RunningNode;
 
-    fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap().unwrap();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+/// A node on ephemeral ports with `extra` appended to its configuration.
+fn start(dir: &Path, extra: &str) -> Running {
+    Running::start(dir, "  wal_sync: false\n", extra)
 }
 
 fn agent() -> ureq::Agent {
@@ -126,7 +81,7 @@ fn http_auth_roles_tokens_and_throttle() {
         "auth:\n  http: true\n  users:\n    - {{username: reader, password_hash: \"{h}\", roles: [read]}}\n    - {{username: writer, password_hash: \"{h}\", roles: [write]}}\n    - {{username: boss, password_hash: \"{h}\", roles: [admin]}}\n  tokens:\n    - {{username: grafana, token_sha256: \"{}\"}}\n",
         sha256_hex("tok-123")
     );
-    let node = Running::start(dir.path(), &extra);
+    let node = start(dir.path(), &extra);
     let url = |p: &str| format!("http://{}{p}", node.addrs.http);
     let query = url("/api/v1/query?query=up");
     let line = format!("auth_test,host=a 1 {T0}\n");
@@ -212,7 +167,7 @@ fn tls_on_http_and_binary_listeners() {
         "tls:\n  cert_file: {d}/cert.pem\n  key_file: {d}/key.pem\n",
         d = dir.path().display()
     );
-    let node = Running::start(dir.path(), &extra);
+    let node = start(dir.path(), &extra);
 
     let cert = ureq::tls::Certificate::from_pem(&cert_pem).unwrap();
     let tls_agent: ureq::Agent = ureq::Agent::config_builder()
@@ -292,7 +247,7 @@ fn tls_on_http_and_binary_listeners() {
 #[test]
 fn websocket_stream_pushes_matching_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Running::start(dir.path(), "");
+    let node = start(dir.path(), "");
     let http = node.addrs.http;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

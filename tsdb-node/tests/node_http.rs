@@ -6,69 +6,23 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tsdb_node::config::Config;
 use tsdb_node::ingest::binary::frame::{DataPoint, Frame, QueryRange};
 use tsdb_node::ingest::remote_write;
-use tsdb_node::node::{BoundAddrs, Node};
 use tsdb_node::storage::{Labels, Sample};
 
-struct Running {
-    addrs: BoundAddrs,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
+mod common;
 
-impl Running {
-    fn start(dir: &Path) -> Running {
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let yaml = format!(
-            "server:\n  http_addr: 127.0.0.1:0\n  binary_addr: 127.0.0.1:0\n  tcp_addr: 127.0.0.1:0\nauth:\n  users:\n    - username: sensor\n      password_hash: \"{hash}\"\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\nlimits:\n  max_request_bytes: 1048576\nretention:\n  raw: 0\n",
-            d = dir.display()
-        );
-        let cfg = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(Node::new(cfg, "/".into()).run(
-                async move {
-                    let _ = stop_rx.await;
-                },
-                move |a| {
-                    let _ = tx.send(a);
-                },
-            ))
-        });
-        let addrs = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("node did not start");
-        Running {
-            addrs,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
+type Running = common::RunningNode;
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addrs.http, path)
-    }
-
-    fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap().unwrap();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+fn start(dir: &Path) -> Running {
+    let extra = format!(
+        "{}limits:\n  max_request_bytes: 1048576\n",
+        Running::sensor_user()
+    );
+    Running::start(dir, "", &extra)
 }
 
 fn agent() -> ureq::Agent {
@@ -136,7 +90,7 @@ const T0: i64 = 1_700_000_000_000;
 #[test]
 fn writes_in_every_format_query_back_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Running::start(dir.path());
+    let node = start(dir.path());
     assert_eq!(get_json(&node.url("/health")).0, 200);
     assert_eq!(get_json(&node.url("/ready")).0, 200);
 
@@ -272,7 +226,7 @@ fn writes_in_every_format_query_back_and_survive_restart() {
 
     // Restart: everything acknowledged is still there.
     node.stop();
-    let node = Running::start(dir.path());
+    let node = start(dir.path());
     let v = instant(&node, "count(rw_counter) + count(cpu_usage)", t);
     assert_eq!(v["result"][0]["value"][1], "3");
     node.stop();
@@ -281,7 +235,7 @@ fn writes_in_every_format_query_back_and_survive_restart() {
 #[test]
 fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Running::start(dir.path());
+    let node = start(dir.path());
     // One bad line: 400 naming the line; the good line is stored.
     let body = format!("good_metric 1 {T0}\nbad metric here\n");
     let (s, msg) = post(&node.url("/api/v1/write"), "text/plain", body.as_bytes());
@@ -343,7 +297,7 @@ fn promtool_checks_metrics_and_queries_the_node() {
         "promtool is required (apt-get install -y prometheus); .ci/run installs it"
     );
     let dir = tempfile::tempdir().unwrap();
-    let node = Running::start(dir.path());
+    let node = start(dir.path());
     let now = chrono::Utc::now().timestamp_millis();
     let body = format!("promtool_probe,room=a 21.5 {now}\n");
     assert_eq!(

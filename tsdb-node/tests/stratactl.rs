@@ -4,47 +4,25 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use serde_json::Value;
-use tsdb_node::config::Config;
-use tsdb_node::node::{BoundAddrs, Node};
+
+mod common;
+
+use common::RunningNode;
 
 struct Running {
-    addrs: BoundAddrs,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    node: RunningNode,
 }
 
 impl Running {
     fn start(dir: &Path) -> Running {
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let yaml = format!(
-            "server:\n  http_addr: 127.0.0.1:0\n  binary_addr: 127.0.0.1:0\n  tcp_addr: 127.0.0.1:0\nauth:\n  users:\n    - username: sensor\n      password_hash: \"{hash}\"\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\n  out_of_order_window: 0\nretention:\n  raw: 0\n",
-            d = dir.display()
-        );
-        let cfg = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(Node::new(cfg, "/".into()).run(
-                async move {
-                    let _ = stop_rx.await;
-                },
-                move |a| {
-                    let _ = tx.send(a);
-                },
-            ))
-        });
-        let addrs = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("node did not start");
         Running {
-            addrs,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            node: RunningNode::start(
+                dir,
+                "  out_of_order_window: 0\n",
+                &RunningNode::sensor_user(),
+            ),
         }
     }
 
@@ -55,11 +33,11 @@ impl Running {
             .env("STRATA_USER", "sensor")
             .env("STRATA_PASSWORD", "s3cret")
             .arg("--server")
-            .arg(format!("http://{}", self.addrs.http))
+            .arg(format!("http://{}", self.node.addrs.http))
             .arg("--tcp-addr")
-            .arg(self.addrs.tcp_json.to_string())
+            .arg(self.node.addrs.tcp_json.to_string())
             .arg("--binary-addr")
-            .arg(self.addrs.binary.to_string())
+            .arg(self.node.addrs.binary.to_string())
             .args(args)
             .output()
             .expect("stratactl runs");
@@ -88,17 +66,8 @@ impl Running {
         result[0]["value"][1].as_str().unwrap().parse().unwrap()
     }
 
-    fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap().unwrap();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+    fn stop(self) {
+        self.node.stop();
     }
 }
 
