@@ -28,7 +28,18 @@ impl Engine {
         let mut written = 0;
         let todo: Vec<(Arc<SegmentHandle>, i64)> = {
             let st = self.state.read();
-            let horizon = st.max_t.saturating_sub(self.opts.out_of_order_window_ms);
+            // Blocks are rolled up once late samples are unlikely: past the out-of-order
+            // window, but no later than one top-level block behind the newest data, so that an
+            // unlimited window (backfill) still gets rollups. A late sample after that only
+            // makes the rollup stale; queries then fall back to raw data (see `querier`).
+            let settle = self.opts.out_of_order_window_ms.min(
+                self.opts
+                    .block_ranges_ms
+                    .last()
+                    .copied()
+                    .unwrap_or(i64::MAX),
+            );
+            let horizon = st.max_t.saturating_sub(settle);
             let raw: Vec<&Arc<SegmentHandle>> = st
                 .segments
                 .iter()
