@@ -91,7 +91,7 @@ fn crash_child() {
         drop(o);
         // Besides the timer-driven thread, run maintenance on a batch count too, so that
         // kills also land in checkpoints and compactions when the machine is slow.
-        if batch_no % 16 == 15 {
+        if batch_no % 64 == 63 {
             engine.run_maintenance().unwrap();
         }
     }
