@@ -36,6 +36,17 @@ struct Addrs {
     tcp: SocketAddr,
 }
 
+impl Addrs {
+    /// Three ports free at the time of asking.
+    fn free() -> Addrs {
+        Addrs {
+            http: free_addr(),
+            binary: free_addr(),
+            tcp: free_addr(),
+        }
+    }
+}
+
 fn write_config(dir: &Path, a: &Addrs) -> std::path::PathBuf {
     let yaml = format!(
         "server:\n  http_addr: {}\n  binary_addr: {}\n  tcp_addr: {}\n  shutdown_grace: 10s\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\nretention:\n  raw: 0\n",
@@ -103,11 +114,7 @@ const T0: i64 = 1_700_000_000_000;
 #[test]
 fn binary_exits_cleanly_on_sigterm_and_keeps_acknowledged_data() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = Addrs {
-        http: free_addr(),
-        binary: free_addr(),
-        tcp: free_addr(),
-    };
+    let addrs = Addrs::free();
     let config = write_config(dir.path(), &addrs);
     let mut node = spawn_node(&config);
     wait_ready(addrs.http, Duration::from_secs(30), "strata-node");
@@ -170,11 +177,7 @@ fn real_prometheus_remote_writes_into_the_node() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let addrs = Addrs {
-        http: free_addr(),
-        binary: free_addr(),
-        tcp: free_addr(),
-    };
+    let addrs = Addrs::free();
     let config = write_config(dir.path(), &addrs);
     let _node = spawn_node(&config);
     wait_ready(addrs.http, Duration::from_secs(30), "strata-node");

@@ -97,6 +97,29 @@ fn crash_child() {
     }
 }
 
+/// Every stored sample as `(sensor, t) -> value bits`; each series must be strictly ordered.
+fn read_back(engine: &Engine, when: &str) -> HashMap<(usize, i64), u64> {
+    let all = engine
+        .select(
+            &[Matcher::new(MatchOp::Equal, "__name__", "crash_metric").unwrap()],
+            i64::MIN,
+            i64::MAX - 1,
+        )
+        .unwrap();
+    let mut found = HashMap::new();
+    for s in &all {
+        let i: usize = s.labels.get("sensor").unwrap()[1..].parse().unwrap();
+        assert!(
+            s.samples.windows(2).all(|w| w[0].t < w[1].t),
+            "{when}: series {i} not strictly ordered"
+        );
+        for x in &s.samples {
+            found.insert((i, x.t), x.v.to_bits());
+        }
+    }
+    found
+}
+
 #[derive(Default, Clone)]
 struct KeyState {
     /// Value of the last acknowledged write.
@@ -190,24 +213,7 @@ fn crash_kill9_recovers_every_acknowledged_sample() {
             "round {round}: {:?}",
             engine.quarantined()
         );
-        let all = engine
-            .select(
-                &[Matcher::new(MatchOp::Equal, "__name__", "crash_metric").unwrap()],
-                i64::MIN,
-                i64::MAX - 1,
-            )
-            .unwrap();
-        let mut found: HashMap<(usize, i64), u64> = HashMap::new();
-        for s in &all {
-            let i: usize = s.labels.get("sensor").unwrap()[1..].parse().unwrap();
-            assert!(
-                s.samples.windows(2).all(|w| w[0].t < w[1].t),
-                "round {round}: series {i} not strictly ordered"
-            );
-            for x in &s.samples {
-                found.insert((i, x.t), x.v.to_bits());
-            }
-        }
+        let found = read_back(&engine, &format!("round {round}"));
         for (key, st) in model.iter_mut() {
             let got = found.get(key).copied();
             match (st.acked, got) {
@@ -242,20 +248,7 @@ fn crash_kill9_recovers_every_acknowledged_sample() {
     let engine = Engine::open(options(dir.path())).unwrap();
     engine.run_maintenance().unwrap();
     engine.compact_all().unwrap();
-    let all = engine
-        .select(
-            &[Matcher::new(MatchOp::Equal, "__name__", "crash_metric").unwrap()],
-            i64::MIN,
-            i64::MAX - 1,
-        )
-        .unwrap();
-    let mut after: HashMap<(usize, i64), u64> = HashMap::new();
-    for s in &all {
-        let i: usize = s.labels.get("sensor").unwrap()[1..].parse().unwrap();
-        for x in &s.samples {
-            after.insert((i, x.t), x.v.to_bits());
-        }
-    }
+    let after = read_back(&engine, "after compaction");
     let expected: HashMap<(usize, i64), u64> = model
         .iter()
         .map(|(k, st)| (*k, st.acked.unwrap()))

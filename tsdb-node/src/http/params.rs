@@ -1,7 +1,7 @@
 //! Parameters as Prometheus clients send them: RFC 3339 or Unix-seconds times, Go-style
 //! durations, repeated `match[]` selectors, in the query string or a form body.
 
-use crate::storage::{MatchOp, Matcher, METRIC_NAME_LABEL};
+use crate::storage::Matcher;
 
 use super::ApiError;
 
@@ -56,32 +56,12 @@ pub fn time_param(pairs: &[(String, String)], key: &str, default: i64) -> Result
 /// A series selector such as `up{job=~"a|b"}` as alternative matcher sets (PromQL `or`
 /// matchers give several). Parsed by `promql-parser`.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
-    use promql_parser::label::MatchOp as P;
     use promql_parser::parser::{self, Expr};
     let expr = parser::parse(s).map_err(|e| format!("invalid selector {s:?}: {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{s:?} is not a series selector"));
     };
-    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, String> {
-        let mut out = Vec::with_capacity(ms.len() + 1);
-        for m in ms {
-            let op = match &m.op {
-                P::Equal => MatchOp::Equal,
-                P::NotEqual => MatchOp::NotEqual,
-                P::Re(_) => MatchOp::RegexMatch,
-                P::NotRe(_) => MatchOp::RegexNoMatch,
-            };
-            out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
-        }
-        if let Some(n) = &vs.name {
-            out.push(Matcher::equal(METRIC_NAME_LABEL, n.clone()));
-        }
-        Ok(out)
-    };
-    let mut sets = vec![convert(&vs.matchers.matchers)?];
-    for or in &vs.matchers.or_matchers {
-        sets.push(convert(or)?);
-    }
+    let mut sets = crate::promql::selector::matcher_groups(&vs).map_err(|e| e.to_string())?;
     sets.retain(|s| !s.is_empty());
     if sets.is_empty() || sets.iter().all(|set| set.iter().all(|m| m.matches_empty())) {
         return Err(format!(

@@ -28,7 +28,7 @@ mod error;
 mod eval;
 pub(crate) mod functions;
 mod json;
-mod selector;
+pub(crate) mod selector;
 mod value;
 
 pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};

@@ -76,7 +76,7 @@ impl Store {
 }
 
 /// The storage matchers of a selector: one group, or one per `or` alternative.
-fn matcher_groups(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+pub(crate) fn matcher_groups(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
     let mut groups = Vec::new();
     if vs.matchers.or_matchers.is_empty() {
         groups.push(convert(vs, &vs.matchers.matchers)?);
