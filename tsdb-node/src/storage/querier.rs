@@ -213,7 +213,7 @@ impl Snapshot {
     ) -> Result<bool, StorageError> {
         enum Piece<'a> {
             Chunk(&'a SegmentHandle, crate::storage::segment::ChunkEntry),
-            Samples(Vec<Sample>),
+            Samples(std::borrow::Cow<'a, [Sample]>),
         }
         let (mint, maxt) = (self.mint, self.maxt);
         let mut pieces: Vec<(i64, i64, Piece)> = Vec::new();
@@ -232,14 +232,15 @@ impl Snapshot {
                         let mut v = Vec::new();
                         ms.samples_in(mint, maxt, &mut v)?;
                         if let (Some(a), Some(b)) = (v.first(), v.last()) {
-                            pieces.push((a.t, b.t, Piece::Samples(v.clone())));
+                            let (a, b) = (a.t, b.t);
+                            pieces.push((a, b, Piece::Samples(v.into())));
                         }
                     }
                 }
             }
         }
         if let (Some(a), Some(b)) = (s.head.first(), s.head.last()) {
-            pieces.push((a.t, b.t, Piece::Samples(s.head.clone())));
+            pieces.push((a.t, b.t, Piece::Samples(s.head.as_slice().into())));
         }
         pieces.sort_by_key(|p| p.0);
         if pieces.windows(2).any(|w| w[1].0 <= w[0].1) {
