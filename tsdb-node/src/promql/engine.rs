@@ -1,10 +1,11 @@
 //! Entry point: parsing, the data-loading plan, limits, and the step loop of range queries.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promql_parser::parser::{AtModifier, Expr, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, VectorSelector};
 use regex::Regex;
 
 use crate::storage::{Engine, Labels};
@@ -12,7 +13,7 @@ use crate::storage::{Engine, Labels};
 use super::error::QueryError;
 use super::eval::{duration_ms, offset_ms, Evaluator};
 use super::functions::check_unique;
-use super::functions::range::{max_over_time, min_over_time};
+use super::rollup::{self, Grid, RollupRead, WindowFold};
 use super::selector::{node_key, Store};
 use super::value::{Elem, QueryResult, StepValue, Value};
 
@@ -48,6 +49,10 @@ impl Default for QueryLimits {
 pub struct QueryEngine {
     engine: Arc<Engine>,
     limits: QueryLimits,
+    /// Whether `*_over_time` windows that line up with rollup buckets read rollups.
+    use_rollups: bool,
+    /// Selectors answered from rollups since start, for `/metrics` and tests.
+    rollup_selectors: AtomicU64,
 }
 
 /// The aggregations accepted over a range selector (seed 003's shorthand).
@@ -103,7 +108,25 @@ fn window_shorthand(query: &str) -> Option<Plan> {
 
 impl QueryEngine {
     pub fn new(engine: Arc<Engine>, limits: QueryLimits) -> Self {
-        QueryEngine { engine, limits }
+        QueryEngine {
+            engine,
+            limits,
+            use_rollups: true,
+            rollup_selectors: AtomicU64::new(0),
+        }
+    }
+
+    /// Turns reading rollups for aligned `*_over_time` windows on (the default) or off; off,
+    /// every selector reads raw samples. Answers are the same either way (see
+    /// [`super::rollup`]); only the cost differs.
+    pub fn with_rollups(mut self, on: bool) -> Self {
+        self.use_rollups = on;
+        self
+    }
+
+    /// How many selectors have been answered from downsampled rollups so far.
+    pub fn rollup_selectors_total(&self) -> u64 {
+        self.rollup_selectors.load(Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -114,7 +137,12 @@ impl QueryEngine {
     pub fn instant(&self, query: &str, time_ms: i64) -> Result<QueryResult, QueryError> {
         let plan = parse(query)?;
         let deadline = Instant::now() + self.limits.timeout;
-        let store = self.load(plan.expr(), time_ms, time_ms)?;
+        let grid = Grid {
+            start: time_ms,
+            end: time_ms,
+            step: 0,
+        };
+        let store = self.load(&plan, grid)?;
         let ev = self.evaluator(&store, time_ms, time_ms, deadline);
         let value = match eval_plan(&ev, &plan, time_ms)? {
             StepValue::Scalar(v) => Value::Scalar(time_ms, v),
@@ -174,7 +202,12 @@ impl QueryEngine {
             _ => {}
         }
         let deadline = Instant::now() + self.limits.timeout;
-        let store = self.load(plan.expr(), start_ms, end_ms)?;
+        let grid = Grid {
+            start: start_ms,
+            end: end_ms,
+            step: step_ms,
+        };
+        let store = self.load(&plan, grid)?;
         let ev = self.evaluator(&store, start_ms, end_ms, deadline);
         let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut points = store.samples;
@@ -239,19 +272,42 @@ impl QueryEngine {
         }
     }
 
-    /// Reads every selector's data for the whole query in one storage call per selector.
-    fn load(&self, expr: &Expr, start: i64, end: i64) -> Result<Store, QueryError> {
-        let mut ranges: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
-        let planner = Planner {
-            start,
-            end,
-            lookback: self.limits.lookback_delta_ms,
+    /// Reads every selector's data for the whole query in one storage call per selector (two
+    /// for a selector answered from rollups: buckets and window edges).
+    fn load(&self, plan: &Plan, grid: Grid) -> Result<Store, QueryError> {
+        let resolutions: &[i64] = if self.use_rollups {
+            &self.engine.options().downsample_resolutions_ms
+        } else {
+            &[]
         };
-        planner.walk(expr, start, end, &mut ranges);
-        let mut store = Store::default();
-        for (vs, mint, maxt) in ranges.into_values() {
-            store.load(&self.engine, vs, mint, maxt, self.limits.max_samples)?;
+        let mut planner = Planner {
+            start: grid.start,
+            end: grid.end,
+            lookback: self.limits.lookback_delta_ms,
+            grid,
+            resolutions,
+            ranges: HashMap::new(),
+            rollups: HashMap::new(),
+        };
+        if let Plan::Window(_, Expr::MatrixSelector(ms)) = plan {
+            planner.consider_rollup(ms);
         }
+        planner.walk(plan.expr(), grid.start, grid.end, true);
+        let mut store = Store::default();
+        for (key, (vs, mint, maxt)) in planner.ranges {
+            match planner.rollups.get(&key) {
+                Some(read) => store.load_rollup(
+                    &self.engine,
+                    vs,
+                    *read,
+                    (mint, maxt),
+                    self.limits.max_samples,
+                )?,
+                None => store.load(&self.engine, vs, mint, maxt, self.limits.max_samples)?,
+            }
+        }
+        self.rollup_selectors
+            .fetch_add(store.rollup_selectors as u64, Ordering::Relaxed);
         Ok(store)
     }
 }
@@ -260,20 +316,32 @@ fn eval_plan(ev: &Evaluator, plan: &Plan, ts: i64) -> Result<StepValue, QueryErr
     match plan {
         Plan::Expr(e) => ev.eval(e, ts),
         Plan::Window(op, e) => {
-            let StepValue::Matrix(m) = ev.eval(e, ts)? else {
+            let Expr::MatrixSelector(ms) = e else {
                 return Err(QueryError::exec("expected a range selector"));
             };
-            let all: Vec<(i64, f64)> = m.into_iter().flat_map(|s| s.points).collect();
-            if all.is_empty() {
+            // Series answered from rollups first, then those read raw; the fold's min/max
+            // rule makes the order irrelevant for them, and sums differ only in rounding.
+            let mut all = ev.bucketed_folds(ms, ts).into_iter().fold(
+                WindowFold::default(),
+                |mut acc, (_, f)| {
+                    acc.merge(&f);
+                    acc
+                },
+            );
+            for s in ev.eval_range_arg(e, ts)?.0 {
+                for p in s.points {
+                    all.add_sample(p.1);
+                }
+            }
+            if all.count == 0 {
                 return Ok(StepValue::Vector(Vec::new()));
             }
-            let sum = || all.iter().map(|p| p.1).sum::<f64>();
             let v = match op {
-                WindowOp::Sum => sum(),
-                WindowOp::Avg => sum() / all.len() as f64,
-                WindowOp::Min => min_over_time(&all),
-                WindowOp::Max => max_over_time(&all),
-                WindowOp::Count => all.len() as f64,
+                WindowOp::Sum => all.sum(),
+                WindowOp::Avg => all.avg(),
+                WindowOp::Min => all.min(),
+                WindowOp::Max => all.max(),
+                WindowOp::Count => all.count as f64,
             };
             Ok(StepValue::Vector(vec![Elem {
                 labels: Labels::default(),
@@ -284,14 +352,21 @@ fn eval_plan(ev: &Evaluator, plan: &Plan, ts: i64) -> Result<StepValue, QueryErr
     }
 }
 
-/// Works out which time range each selector needs over the whole query.
-struct Planner {
+/// Works out which time range each selector needs over the whole query, and which range
+/// selectors rollups can answer.
+struct Planner<'e, 'r> {
     start: i64,
     end: i64,
     lookback: i64,
+    /// The query's evaluation times; nodes outside subqueries are evaluated exactly there.
+    grid: Grid,
+    /// Rollup resolutions to consider (none when rollups are off).
+    resolutions: &'r [i64],
+    ranges: HashMap<usize, (&'e VectorSelector, i64, i64)>,
+    rollups: HashMap<usize, RollupRead>,
 }
 
-impl Planner {
+impl<'e> Planner<'e, '_> {
     /// The evaluation times `[lo, hi]` of a node, given its `@`.
     fn times(&self, at: &Option<AtModifier>, lo: i64, hi: i64) -> (i64, i64) {
         match at {
@@ -308,30 +383,28 @@ impl Planner {
         }
     }
 
-    fn add<'e>(
-        out: &mut HashMap<usize, (&'e VectorSelector, i64, i64)>,
-        vs: &'e VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) {
-        let e = out.entry(node_key(vs)).or_insert((vs, mint, maxt));
+    fn add(&mut self, vs: &'e VectorSelector, mint: i64, maxt: i64) {
+        let e = self.ranges.entry(node_key(vs)).or_insert((vs, mint, maxt));
         e.1 = e.1.min(mint);
         e.2 = e.2.max(maxt);
     }
 
-    fn walk<'e>(
-        &self,
-        e: &'e Expr,
-        lo: i64,
-        hi: i64,
-        out: &mut HashMap<usize, (&'e VectorSelector, i64, i64)>,
-    ) {
+    /// Marks `ms` to be read from rollups if its windows line up with bucket edges at every
+    /// evaluation time of the query.
+    fn consider_rollup(&mut self, ms: &MatrixSelector) {
+        if let Some(read) = rollup::plan(ms, self.grid, self.resolutions) {
+            self.rollups.insert(node_key(&ms.vs), read);
+        }
+    }
+
+    /// Visits `e`, evaluated at times in `[lo, hi]`; `on_grid` says those times are exactly
+    /// the query's grid (false inside subqueries, which have their own steps).
+    fn walk(&mut self, e: &'e Expr, lo: i64, hi: i64, on_grid: bool) {
         match e {
             Expr::VectorSelector(vs) => {
                 let (a, b) = self.times(&vs.at, lo, hi);
                 let off = offset_ms(&vs.offset);
-                Self::add(
-                    out,
+                self.add(
                     vs,
                     a.saturating_sub(off).saturating_sub(self.lookback),
                     b.saturating_sub(off),
@@ -340,8 +413,7 @@ impl Planner {
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.times(&ms.vs.at, lo, hi);
                 let off = offset_ms(&ms.vs.offset);
-                Self::add(
-                    out,
+                self.add(
                     &ms.vs,
                     a.saturating_sub(off).saturating_sub(duration_ms(&ms.range)),
                     b.saturating_sub(off),
@@ -354,24 +426,29 @@ impl Planner {
                     &sq.expr,
                     a.saturating_sub(off).saturating_sub(duration_ms(&sq.range)),
                     b.saturating_sub(off),
-                    out,
+                    false,
                 );
             }
-            Expr::Paren(p) => self.walk(&p.expr, lo, hi, out),
-            Expr::Unary(u) => self.walk(&u.expr, lo, hi, out),
+            Expr::Paren(p) => self.walk(&p.expr, lo, hi, on_grid),
+            Expr::Unary(u) => self.walk(&u.expr, lo, hi, on_grid),
             Expr::Binary(b) => {
-                self.walk(&b.lhs, lo, hi, out);
-                self.walk(&b.rhs, lo, hi, out);
+                self.walk(&b.lhs, lo, hi, on_grid);
+                self.walk(&b.rhs, lo, hi, on_grid);
             }
             Expr::Aggregate(a) => {
-                self.walk(&a.expr, lo, hi, out);
+                self.walk(&a.expr, lo, hi, on_grid);
                 if let Some(p) = &a.param {
-                    self.walk(p, lo, hi, out);
+                    self.walk(p, lo, hi, on_grid);
                 }
             }
             Expr::Call(c) => {
+                if on_grid {
+                    if let Some(ms) = rollup::candidate(c.func.name, &c.args.args) {
+                        self.consider_rollup(ms);
+                    }
+                }
                 for a in &c.args.args {
-                    self.walk(a, lo, hi, out);
+                    self.walk(a, lo, hi, on_grid);
                 }
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}

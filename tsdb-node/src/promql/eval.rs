@@ -13,6 +13,7 @@ use promql_parser::parser::{
 use crate::storage::Labels;
 
 use super::error::QueryError;
+use super::rollup::{fold_window, WindowFold};
 use super::selector::{self, Store};
 use super::value::{drop_name, Elem, RangeSeries, StepValue};
 use super::{aggregate, binary, functions};
@@ -145,6 +146,26 @@ impl Evaluator<'_> {
                     v,
                 })
             })
+            .collect()
+    }
+
+    /// The windows of `ms` at `ts` folded from rollups, per series, when the planner chose
+    /// rollups for it; empty otherwise. Series read raw are in [`Self::eval_range_arg`].
+    pub fn bucketed_folds(&self, ms: &MatrixSelector, ts: i64) -> Vec<(&Labels, WindowFold)> {
+        let Some(b) = self.store.bucketed(&ms.vs) else {
+            return Vec::new();
+        };
+        let range_ms = duration_ms(&ms.range);
+        let end = self
+            .at_time(&ms.vs.at, ts)
+            .saturating_sub(offset_ms(&ms.vs.offset));
+        b.series
+            .iter()
+            .map(|s| {
+                let f = fold_window(&s.buckets, &s.edges, end, range_ms, b.read.resolution);
+                (&s.labels, f)
+            })
+            .filter(|(_, f)| f.count > 0)
             .collect()
     }
 

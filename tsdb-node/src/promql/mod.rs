@@ -28,6 +28,7 @@ mod error;
 mod eval;
 pub(crate) mod functions;
 mod json;
+mod rollup;
 pub(crate) mod selector;
 mod value;
 

@@ -1,7 +1,7 @@
 //! Reading selectors' data: one storage read per selector for the whole query, then cheap
 //! slicing per evaluation time (lookback for instant selectors, windows for range selectors).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::VectorSelector;
@@ -9,6 +9,7 @@ use promql_parser::parser::VectorSelector;
 use crate::storage::{Engine, Labels, MatchOp, Matcher};
 
 use super::error::QueryError;
+use super::rollup::{Bucket, RollupRead};
 use super::value::{is_stale_nan, METRIC_NAME};
 
 /// One series as read from storage, staleness markers included.
@@ -24,12 +25,32 @@ pub(crate) fn node_key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
 }
 
+/// One series read at rollup resolution: whole buckets, and the raw samples at the window
+/// ends (see [`super::rollup`]).
+#[derive(Debug, Default)]
+pub(crate) struct BucketedSeries {
+    pub labels: Labels,
+    pub buckets: Vec<Bucket>,
+    pub edges: Vec<(i64, f64)>,
+}
+
+/// A range selector's data read from rollups. Series whose buckets cannot answer exactly were
+/// read raw instead and sit with the raw data of the same node.
+#[derive(Debug)]
+pub(crate) struct Bucketed {
+    pub read: RollupRead,
+    pub series: Vec<BucketedSeries>,
+}
+
 /// Data of every selector of a query, read once up front.
 #[derive(Default)]
 pub(crate) struct Store {
     by_node: HashMap<usize, Vec<SeriesData>>,
-    /// Samples read in total, for the `max_samples` limit.
+    bucketed: HashMap<usize, Bucketed>,
+    /// Samples read in total (rollup buckets count as one), for the `max_samples` limit.
     pub samples: usize,
+    /// Selectors answered from rollups.
+    pub rollup_selectors: usize,
 }
 
 impl Store {
@@ -64,6 +85,84 @@ impl Store {
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         self.by_node.insert(node_key(vs), out);
         Ok(())
+    }
+
+    /// Reads a range selector's data at rollup resolution as `read` says; a series whose
+    /// buckets hold a NaN or an infinity is read raw over `[mint, maxt]` instead.
+    pub fn load_rollup(
+        &mut self,
+        engine: &Engine,
+        vs: &VectorSelector,
+        read: RollupRead,
+        (mint, maxt): (i64, i64),
+        max_samples: usize,
+    ) -> Result<(), QueryError> {
+        let mut by_labels: BTreeMap<Labels, BucketedSeries> = BTreeMap::new();
+        for group in matcher_groups(vs)? {
+            if read.bucket_min <= read.bucket_max {
+                for s in engine.select_rollup(
+                    &group,
+                    read.bucket_min,
+                    read.bucket_max,
+                    read.resolution,
+                )? {
+                    let entry = by_labels.entry(s.labels).or_default();
+                    if entry.buckets.is_empty() {
+                        entry.buckets = s.points.iter().map(Bucket::from_point).collect();
+                    }
+                }
+            }
+            for s in
+                engine.select_where(&group, read.edge_min, read.edge_max, |t| read.is_edge(t))?
+            {
+                let entry = by_labels.entry(s.labels).or_default();
+                if entry.edges.is_empty() {
+                    entry.edges = s.samples.iter().map(|x| (x.t, x.v)).collect();
+                }
+            }
+        }
+        let mut series = Vec::with_capacity(by_labels.len());
+        let mut raw = Vec::new();
+        for (labels, mut s) in by_labels {
+            if s.buckets.iter().all(|b| b.sum.is_finite()) {
+                self.count(s.buckets.len() + s.edges.len(), max_samples)?;
+                s.labels = labels;
+                series.push(s);
+            } else if mint <= maxt {
+                // Exact-label matchers may also match series with more labels; keep only this.
+                let exact: Vec<Matcher> = labels
+                    .iter()
+                    .map(|l| Matcher::equal(l.name.clone(), l.value.clone()))
+                    .collect();
+                for r in engine.select(&exact, mint, maxt)? {
+                    if r.labels == labels {
+                        self.count(r.samples.len(), max_samples)?;
+                        raw.push(SeriesData {
+                            labels: r.labels,
+                            samples: r.samples.iter().map(|x| (x.t, x.v)).collect(),
+                        });
+                    }
+                }
+            }
+        }
+        self.rollup_selectors += 1;
+        self.by_node.insert(node_key(vs), raw);
+        self.bucketed
+            .insert(node_key(vs), Bucketed { read, series });
+        Ok(())
+    }
+
+    fn count(&mut self, n: usize, max_samples: usize) -> Result<(), QueryError> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    /// The rollup data loaded for `vs`, if the planner chose rollups for it.
+    pub fn bucketed(&self, vs: &VectorSelector) -> Option<&Bucketed> {
+        self.bucketed.get(&node_key(vs))
     }
 
     /// The series loaded for `vs` (none if the planner never reached it).

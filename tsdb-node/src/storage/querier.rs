@@ -142,11 +142,25 @@ impl Snapshot {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Sample>, StorageError> {
+        self.merged_where(s, mint, maxt, |_| true)
+    }
+
+    /// Like [`Snapshot::merged`], keeping only timestamps `keep` accepts. Filtering each
+    /// source before the merge gives the same answer as filtering after it, because which
+    /// version of a timestamp wins depends on that timestamp alone.
+    fn merged_where(
+        &self,
+        s: &SelectedSeries,
+        mint: i64,
+        maxt: i64,
+        keep: impl Fn(i64) -> bool,
+    ) -> Result<Vec<Sample>, StorageError> {
         let mut acc: Vec<Sample> = Vec::new();
         let mut buf = Vec::new();
         for src in &self.sources {
             buf.clear();
             src.samples(s.id, mint, maxt, &mut buf)?;
+            buf.retain(|x| keep(x.t));
             if buf.is_empty() {
                 continue;
             }
@@ -160,15 +174,21 @@ impl Snapshot {
             .head
             .iter()
             .copied()
-            .filter(|x| x.t >= mint && x.t <= maxt)
+            .filter(|x| x.t >= mint && x.t <= maxt && keep(x.t))
             .collect();
         Ok(merge_newer(acc, &head))
     }
 
     pub fn select(&self) -> Result<Vec<Series>, StorageError> {
+        self.select_where(|_| true)
+    }
+
+    /// The selected series' samples whose timestamps `keep` accepts; series left without
+    /// samples are omitted.
+    pub fn select_where(&self, keep: impl Fn(i64) -> bool) -> Result<Vec<Series>, StorageError> {
         let mut out = Vec::with_capacity(self.series.len());
         for s in &self.series {
-            let samples = self.merged(s, self.mint, self.maxt)?;
+            let samples = self.merged_where(s, self.mint, self.maxt, &keep)?;
             if !samples.is_empty() {
                 out.push(Series {
                     id: s.id,

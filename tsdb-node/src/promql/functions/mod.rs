@@ -75,6 +75,18 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, ts: i64) -> Result<StepValue, Qu
             let (series, info) = ev.eval_range_arg(arg(call, 0)?, ts)?;
             let keep_name = name == "last_over_time";
             let mut out = Vec::with_capacity(series.len());
+            if let Expr::MatrixSelector(ms) = unwrap_parens(arg(call, 0)?) {
+                // Series the planner answered from rollups; `series` holds the rest.
+                for (labels, f) in ev.bucketed_folds(ms, ts) {
+                    if let Some(v) = f.over_time(name) {
+                        out.push(Elem {
+                            labels: drop_name(labels),
+                            t: ts,
+                            v,
+                        });
+                    }
+                }
+            }
             for s in series {
                 if let Some(v) = range_fn(name, &s.points, info) {
                     let labels = if keep_name {

@@ -410,6 +410,19 @@ impl Engine {
         self.with_snapshot(matchers, mint, maxt, None, |s| s.select())
     }
 
+    /// Like [`Engine::select`], keeping only the samples whose timestamps `keep` accepts.
+    /// Chunks are still decoded whole, but only kept samples are materialised: the PromQL
+    /// rollup path reads the few raw samples at window edges this way.
+    pub fn select_where(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        keep: impl Fn(i64) -> bool,
+    ) -> Result<Vec<Series>, StorageError> {
+        self.with_snapshot(matchers, mint, maxt, None, |s| s.select_where(keep))
+    }
+
     /// Count, sum, min, max, first and last per series over `[t0, t1)`, computed while
     /// decoding.
     pub fn aggregate(
