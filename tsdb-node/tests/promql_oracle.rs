@@ -123,6 +123,23 @@ fn dataset() -> Dataset {
             .map(|i| (T0 + i * STEP, 1.5 + i as f64 * 0.25))
             .collect(),
     ));
+    // Ten-second sensors, so that samples sit exactly on minute and hour edges (rollup window
+    // ends); one holds a NaN.
+    for (k, id) in ["1", "2", "nan"].iter().enumerate() {
+        out.push((
+            labels("sensor_aligned", &[("id", id)]),
+            (0..N * 3 / 2)
+                .map(|i| {
+                    let v = if *id == "nan" && i == 300 {
+                        f64::NAN
+                    } else {
+                        r3(15.0 + 4.0 * (i as f64 / 23.0 + k as f64).cos())
+                    };
+                    (T0 + i * 10_000, v)
+                })
+                .collect(),
+        ));
+    }
     out.push((
         labels("late_gauge", &[("id", "2")]),
         (N / 4..N)
@@ -261,27 +278,51 @@ fn start_prometheus(data: &Dataset, dir: &Path) -> (Server, u16) {
     (server, port)
 }
 
-fn load_engine(data: &Dataset, dir: &Path) -> Arc<Engine> {
+/// How the engine's copy of the data is laid out.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// The first half in segments, the rest in the head.
+    HalfFlushed,
+    /// Compacted into one-hour blocks and downsampled (the blocks that end before the newest
+    /// data minus the out-of-order window), the last ten minutes in the head: range
+    /// functions over aligned windows read rollups.
+    Downsampled,
+}
+
+fn load_engine(data: &Dataset, dir: &Path, layout: Layout) -> Arc<Engine> {
     let mut opts = EngineOptions::new(dir);
     opts.wal_sync = false;
     opts.retention = Retention::keep_forever();
+    if layout == Layout::Downsampled {
+        opts.out_of_order_window_ms = 5 * 60_000;
+        opts.block_ranges_ms = vec![3_600_000];
+    }
     let engine = Engine::open(opts).unwrap();
-    for i in 0..N {
-        let t = T0 + i * STEP;
-        let batch: Vec<(Labels, Sample)> = data
-            .iter()
-            .filter_map(|(l, pts)| {
-                pts.iter()
-                    .find(|p| p.0 == t)
-                    .map(|p| (l.clone(), Sample::new(p.0, p.1)))
-            })
-            .collect();
+    let mut by_time: BTreeMap<i64, Vec<(Labels, Sample)>> = BTreeMap::new();
+    for (l, pts) in data {
+        for &(t, v) in pts {
+            by_time
+                .entry(t)
+                .or_default()
+                .push((l.clone(), Sample::new(t, v)));
+        }
+    }
+    let cut = match layout {
+        Layout::HalfFlushed => T0 + N / 2 * STEP,
+        Layout::Downsampled => T0 + N * STEP - 10 * 60_000,
+    };
+    let mut flushed = false;
+    for (t, batch) in by_time {
+        if t > cut && !flushed {
+            engine.flush().unwrap();
+            if layout == Layout::Downsampled {
+                engine.compact_all().unwrap();
+                assert!(engine.downsample().unwrap() > 0, "no rollups were written");
+            }
+            flushed = true;
+        }
         let out = engine.append_labeled(&batch).unwrap();
         assert!(out.rejected.is_empty(), "{:?}", out.rejected);
-        if i == N / 2 {
-            // Part of the data in segments, part in the head.
-            engine.flush().unwrap();
-        }
     }
     Arc::new(engine)
 }
@@ -560,6 +601,26 @@ const INSTANT_ONLY: &[&str] = &[
     "sort_desc(rate(http_requests_total[5m]))",
 ];
 
+/// `*_over_time` queries over windows that line up with rollup buckets, run on grids aligned to
+/// 1 minute, 5 minutes and 1 hour: the downsampled engine answers them from rollups plus the raw
+/// samples at the window ends.
+const ROLLUP_QUERIES: &[&str] = &[
+    "sum_over_time(sensor_aligned[5m])",
+    "avg_over_time(sensor_aligned[5m])",
+    "min_over_time(sensor_aligned[10m])",
+    "max_over_time(sensor_aligned[1h])",
+    "count_over_time(sensor_aligned[5m])",
+    "avg_over_time(sensor_aligned[15m] offset 5m)",
+    "sum_over_time(sensor_aligned{id!=\"nan\"}[1h]) / count_over_time(sensor_aligned{id!=\"nan\"}[1h])",
+    "avg_over_time(sensor_aligned[1m]) - min_over_time(sensor_aligned[1m])",
+    "sum by (id) (count_over_time(sensor_aligned[5m]))",
+    "sum_over_time(gauge_temp[5m])",
+    "max_over_time(http_requests_total[30m])",
+    "min_over_time(req_duration_seconds_sum[1h])",
+    "count_over_time(stopping_gauge[10m])",
+    "avg_over_time(late_gauge[1h])",
+];
+
 #[test]
 fn promql_matches_prometheus() {
     require("prometheus");
@@ -568,8 +629,11 @@ fn promql_matches_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset();
     let (_server, port) = start_prometheus(&data, dir.path());
-    let engine = load_engine(&data, &dir.path().join("strata"));
+    let engine = load_engine(&data, &dir.path().join("strata"), Layout::HalfFlushed);
     let qe = QueryEngine::new(engine, QueryLimits::default());
+    let downsampled = load_engine(&data, &dir.path().join("rolled"), Layout::Downsampled);
+    assert!(downsampled.stats().rollup_segments > 0);
+    let qe_rolled = QueryEngine::new(downsampled, QueryLimits::default());
 
     let instant_times = [
         T0 + 30 * 60_000,
@@ -643,7 +707,52 @@ fn promql_matches_prometheus() {
             run(q, path, ours, false);
         }
     }
-    let total = QUERIES.len() + INSTANT_ONLY.len();
+    // T0 is 200 s past a 5-minute edge and 800 s past an hour.
+    let five = T0 + 100_000;
+    let hour = T0 + 2_800_000;
+    let rollup_instants = [five + 30 * 60_000, hour, hour + 3_600_000];
+    let rollup_ranges = [
+        (five + 15 * 60_000, five + 115 * 60_000, 300_000),
+        (five + 10 * 60_000, five + 60 * 60_000, 60_000),
+        (hour, hour + 3_600_000, 3_600_000),
+    ];
+    for (layout, engine) in [("half-flushed", &qe), ("downsampled", &qe_rolled)] {
+        for q in ROLLUP_QUERIES {
+            for &t in &rollup_instants {
+                let path = format!(
+                    "/api/v1/query?query={}&time={}",
+                    encode(q),
+                    tsdb_node::promql::format_timestamp(t)
+                );
+                let ours = engine
+                    .instant(q, t)
+                    .map(|r| render_data(&r))
+                    .map_err(|e| e.to_string());
+                run(&format!("{q} ({layout})"), path, ours, false);
+            }
+            for &(s, e, step) in &rollup_ranges {
+                let path = format!(
+                    "/api/v1/query_range?query={}&start={}&end={}&step={}",
+                    encode(q),
+                    tsdb_node::promql::format_timestamp(s),
+                    tsdb_node::promql::format_timestamp(e),
+                    tsdb_node::promql::format_timestamp(step)
+                );
+                let ours = engine
+                    .range(q, s, e, step)
+                    .map(|r| render_data(&r))
+                    .map_err(|e| e.to_string());
+                run(&format!("{q} ({layout})"), path, ours, false);
+            }
+        }
+    }
+    let rollup_reads = qe_rolled.rollup_selectors_total();
+    let expected_reads: usize = ROLLUP_QUERIES
+        .iter()
+        .map(|q| q.matches("_over_time(").count())
+        .sum::<usize>()
+        * (rollup_instants.len() + rollup_ranges.len());
+    let total = QUERIES.len() + INSTANT_ONLY.len() + ROLLUP_QUERIES.len();
     for f in &both_failed {
         eprintln!("both failed (expected for queries Prometheus rejects): {f}");
     }
@@ -657,6 +766,10 @@ fn promql_matches_prometheus() {
         started.elapsed()
     );
     assert!(total >= 150, "only {total} queries");
+    assert_eq!(
+        rollup_reads, expected_reads as u64,
+        "every aligned window of the rollup queries must have been read from rollups"
+    );
     assert!(
         failures.is_empty(),
         "{} of {checks} comparisons differ",
