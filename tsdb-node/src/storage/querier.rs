@@ -329,8 +329,19 @@ impl Snapshot {
                 }
                 points.extend(pts);
             }
-            let raw: Vec<Sample> = self
-                .merged(s, raw_min, raw_max)?
+            // Raw data is read only outside the windows that valid rollups answer; the filter
+            // below still decides bucket by bucket, so the gaps only need to be wide enough.
+            let skip: Vec<(i64, i64)> = valid
+                .iter()
+                .map(|r| (r.name.start, r.name.end))
+                .filter(|&(a, e)| !redo.iter().any(|&(ra, re)| ra <= e && re >= a))
+                .filter_map(|(a, e)| surely_covered(a, e, resolution))
+                .collect();
+            let mut merged = Vec::new();
+            for (lo, hi) in gaps(raw_min, raw_max, skip) {
+                merged.extend(self.merged(s, lo, hi)?);
+            }
+            let raw: Vec<Sample> = merged
                 .into_iter()
                 .filter(|x| {
                     let b = bucket_start(x.t, resolution);
@@ -358,6 +369,46 @@ impl Snapshot {
     }
 }
 
+/// The samples whose buckets surely start inside the rollup window `[start, end]`: from the
+/// first bucket edge at or after `start` to the end of the bucket that starts at or before
+/// `end`.
+fn surely_covered(start: i64, end: i64, resolution: i64) -> Option<(i64, i64)> {
+    let first = bucket_start(start, resolution);
+    let first = if first < start {
+        first.checked_add(resolution)?
+    } else {
+        first
+    };
+    let last = bucket_start(end, resolution).checked_add(resolution - 1)?;
+    (first <= last).then_some((first, last))
+}
+
+/// `[lo, hi]` without the `skip` intervals, as sorted disjoint inclusive ranges.
+fn gaps(lo: i64, hi: i64, mut skip: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    skip.sort_unstable();
+    let mut out = Vec::new();
+    let mut cur = lo;
+    for (a, b) in skip {
+        if cur > hi {
+            break;
+        }
+        if b < cur {
+            continue;
+        }
+        if a > cur {
+            out.push((cur, (a - 1).min(hi)));
+        }
+        match b.checked_add(1) {
+            Some(n) => cur = cur.max(n),
+            None => return out,
+        }
+    }
+    if cur <= hi {
+        out.push((cur, hi));
+    }
+    out
+}
+
 /// `older` merged with `newer`, `newer` winning on equal timestamps.
 pub(crate) fn merge_newer(older: Vec<Sample>, newer: &[Sample]) -> Vec<Sample> {
     if newer.is_empty() {
@@ -374,4 +425,26 @@ pub(crate) fn merge_newer(older: Vec<Sample>, newer: &[Sample]) -> Vec<Sample> {
 /// Whether a segment can hold raw data for a query.
 pub(crate) fn is_raw(h: &SegmentHandle) -> bool {
     matches!(h.name.kind, SegmentKind::Raw { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_leave_out_covered_ranges() {
+        assert_eq!(gaps(0, 100, vec![]), vec![(0, 100)]);
+        assert_eq!(
+            gaps(0, 100, vec![(50, 60), (10, 20)]),
+            vec![(0, 9), (21, 49), (61, 100)]
+        );
+        assert_eq!(gaps(0, 100, vec![(-5, 200)]), vec![]);
+        assert_eq!(
+            gaps(0, 100, vec![(0, 10), (5, 30), (90, i64::MAX)]),
+            vec![(31, 89)]
+        );
+        assert_eq!(surely_covered(0, 3_599, 60), Some((0, 3_599)));
+        assert_eq!(surely_covered(30, 3_599, 60), Some((60, 3_599)));
+        assert_eq!(surely_covered(30, 59, 60), None);
+    }
 }

@@ -9,6 +9,7 @@ mod load_bench;
 mod output;
 mod proto;
 mod query;
+mod query_bench;
 mod storage_bench;
 mod timespec;
 mod workload;
@@ -84,6 +85,8 @@ enum StorageCommand {
     Bench(storage_bench::BenchArgs),
     /// List a data directory's segments and verify every checksum.
     Inspect(inspect::InspectArgs),
+    /// Benchmark PromQL queries on the reference IoT dataset, in process.
+    QueryBench(query_bench::QueryBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,5 +117,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => load_bench::run(&endpoints(), a),
         Command::Storage(StorageCommand::Bench(a)) => storage_bench::run(a),
         Command::Storage(StorageCommand::Inspect(a)) => inspect::run(a),
+        Command::Storage(StorageCommand::QueryBench(a)) => query_bench::run(a),
     }
 }
