@@ -17,13 +17,68 @@ use super::functions::labels::valid_label_name;
 use super::functions::range::quantile;
 use super::value::{keep_only, with_label, without, Elem, StepValue, METRIC_NAME};
 
-struct Group {
+pub(crate) struct Group {
     labels: Labels,
     value: f64,
     mean: f64,
     count: f64,
     values: Vec<f64>,
     members: Vec<Elem>,
+}
+
+impl Group {
+    /// A group whose first element is `el`.
+    pub(crate) fn start(op: u16, labels: Labels, el: Elem) -> Group {
+        let mut g = Group {
+            labels,
+            value: el.v,
+            mean: el.v,
+            count: 1.0,
+            values: Vec::new(),
+            members: Vec::new(),
+        };
+        match op {
+            T_STDDEV | T_STDVAR => g.value = 0.0,
+            T_QUANTILE => g.values.push(el.v),
+            T_TOPK | T_BOTTOMK => g.members.push(el),
+            _ => {}
+        }
+        g
+    }
+
+    /// The result of the aggregations that fold values one by one (`sum`, `avg`, `min`,
+    /// `max`, `count`, `group`, `stddev`, `stdvar`); `None` for the others.
+    pub(crate) fn simple_value(&self, op: u16) -> Option<f64> {
+        Some(match op {
+            T_AVG => self.mean,
+            T_COUNT => self.count,
+            T_STDVAR => self.value / self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            T_GROUP => 1.0,
+            T_SUM | T_MIN | T_MAX => self.value,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether `op` is one of those [`Group::simple_value`] answers.
+pub(crate) fn is_simple(op: u16) -> bool {
+    matches!(
+        op,
+        T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR
+    )
+}
+
+/// The grouping labels an aggregation's modifier gives `l`.
+pub(crate) fn group_labels(modifier: &Option<LabelModifier>, l: &Labels) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(names)) => keep_only(l, &names.labels),
+        Some(LabelModifier::Exclude(names)) => {
+            let dropped = without(l, &names.labels);
+            without(&dropped, &[METRIC_NAME.to_string()])
+        }
+    }
 }
 
 /// How the grouping labels of an element are chosen.
@@ -103,21 +158,7 @@ pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, ts: i64) -> Result<StepV
         match groups.get_mut(&key) {
             None => {
                 order.push(key.clone());
-                let mut g = Group {
-                    labels: glabels,
-                    value: el.v,
-                    mean: el.v,
-                    count: 1.0,
-                    values: Vec::new(),
-                    members: Vec::new(),
-                };
-                match op {
-                    T_STDDEV | T_STDVAR => g.value = 0.0,
-                    T_QUANTILE => g.values.push(el.v),
-                    T_TOPK | T_BOTTOMK => g.members.push(el),
-                    _ => {}
-                }
-                groups.insert(key, g);
+                groups.insert(key, Group::start(op, glabels, el));
             }
             Some(g) => accumulate(op, g, el),
         }
@@ -156,7 +197,7 @@ pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, ts: i64) -> Result<StepV
     Ok(StepValue::Vector(out))
 }
 
-fn accumulate(op: u16, g: &mut Group, el: Elem) {
+pub(crate) fn accumulate(op: u16, g: &mut Group, el: Elem) {
     let v = el.v;
     match op {
         T_SUM => g.value += v,

@@ -15,6 +15,7 @@ use super::eval::{duration_ms, offset_ms, Evaluator};
 use super::functions::check_unique;
 use super::rollup::{self, Grid, RollupRead, WindowFold};
 use super::selector::{node_key, Store};
+use super::series_eval;
 use super::value::{Elem, QueryResult, StepValue, Value};
 
 /// Most steps a range query may have, as in Prometheus.
@@ -53,6 +54,8 @@ pub struct QueryEngine {
     use_rollups: bool,
     /// Selectors answered from rollups since start, for `/metrics` and tests.
     rollup_selectors: AtomicU64,
+    /// Whether range queries of the common shapes are evaluated series by series.
+    series_eval: bool,
 }
 
 /// The aggregations accepted over a range selector (seed 003's shorthand).
@@ -113,7 +116,16 @@ impl QueryEngine {
             limits,
             use_rollups: true,
             rollup_selectors: AtomicU64::new(0),
+            series_eval: true,
         }
+    }
+
+    /// Turns the series-by-series evaluation of common range-query shapes on (the default) or
+    /// off; off, every range query runs the step loop. Answers are identical either way (see
+    /// [`super::series_eval`]).
+    pub fn with_series_eval(mut self, on: bool) -> Self {
+        self.series_eval = on;
+        self
     }
 
     /// Turns reading rollups for aligned `*_over_time` windows on (the default) or off; off,
@@ -209,6 +221,16 @@ impl QueryEngine {
         };
         let store = self.load(&plan, grid)?;
         let ev = self.evaluator(&store, start_ms, end_ms, deadline);
+        if let (true, Plan::Expr(e)) = (self.series_eval, &plan) {
+            if let Some(r) = series_eval::try_range(&ev, e, grid) {
+                let (series, points) = r?;
+                self.check_samples(store.samples.saturating_add(points))?;
+                return Ok(QueryResult {
+                    value: Value::Matrix(series.into_iter().collect()),
+                    warnings: Vec::new(),
+                });
+            }
+        }
         let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut points = store.samples;
         let mut ts = start_ms;

@@ -30,6 +30,7 @@ pub(crate) mod functions;
 mod json;
 mod rollup;
 pub(crate) mod selector;
+mod series_eval;
 mod value;
 
 pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};

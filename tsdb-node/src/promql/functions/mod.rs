@@ -289,7 +289,7 @@ fn map_vector(v: Vec<Elem>, ts: i64, f: impl Fn(f64) -> f64) -> Result<StepValue
 }
 
 /// The range functions that need nothing but the window's samples.
-fn range_fn(name: &str, p: &[(i64, f64)], info: RangeInfo) -> Option<f64> {
+pub(crate) fn range_fn(name: &str, p: &[(i64, f64)], info: RangeInfo) -> Option<f64> {
     match name {
         "rate" => range::extrapolated_rate(p, info, true, true),
         "increase" => range::extrapolated_rate(p, info, true, false),
