@@ -169,11 +169,19 @@ fn for_each_value(
     match (inner, &s.source) {
         (Inner::Selector(vs), Source::Raw(samples)) => {
             let off = offset_ms(&vs.offset);
+            // Steps only move forward, so a cursor replaces a binary search per step: `next`
+            // is the first sample after the current evaluation time.
+            let mut next = 0usize;
             for k in 0..steps {
                 let ts = time(grid, k);
-                if let Some((_, v)) =
-                    selector::at_time(samples, ts.saturating_sub(off), ev.lookback)
-                {
+                let t = ts.saturating_sub(off);
+                while samples.get(next).is_some_and(|p| p.0 <= t) {
+                    next += 1;
+                }
+                let Some(&(st, v)) = next.checked_sub(1).and_then(|i| samples.get(i)) else {
+                    continue;
+                };
+                if st >= t.saturating_sub(ev.lookback) && !is_stale_nan(v) {
                     f(k, ts, v);
                 }
             }
@@ -183,12 +191,19 @@ fn for_each_value(
             let off = offset_ms(&ms.vs.offset);
             let has_stale = samples.iter().any(|p| is_stale_nan(p.1));
             let mut filtered = Vec::new();
+            // Window bounds only move forward: cursors instead of binary searches.
+            let (mut lo, mut hi) = (0usize, 0usize);
             for k in 0..steps {
                 let ts = time(grid, k);
                 let end = ts.saturating_sub(off);
                 let start = end.saturating_sub(range_ms);
-                let lo = samples.partition_point(|p| p.0 < start);
-                let hi = samples.partition_point(|p| p.0 <= end).max(lo);
+                while samples.get(lo).is_some_and(|p| p.0 < start) {
+                    lo += 1;
+                }
+                hi = hi.max(lo);
+                while samples.get(hi).is_some_and(|p| p.0 <= end) {
+                    hi += 1;
+                }
                 let window = samples.get(lo..hi).unwrap_or(&[]);
                 let window = if has_stale {
                     filtered.clear();

@@ -168,7 +168,12 @@ impl Snapshot {
             if !deleted.is_empty() {
                 buf.retain(|x| !is_deleted(&deleted, x.t));
             }
-            acc = merge_newer(acc, &buf);
+            if acc.is_empty() {
+                // The first source with data: take its buffer instead of copying it.
+                std::mem::swap(&mut acc, &mut buf);
+            } else {
+                acc = merge_newer(acc, &buf);
+            }
         }
         let head: Vec<Sample> = s
             .head

@@ -91,11 +91,16 @@ impl SegmentHandle {
         maxt: i64,
         out: &mut Vec<Sample>,
     ) -> Result<(), StorageError> {
-        let mut buf = Vec::new();
         for e in self.raw_chunks(id, mint, maxt)? {
-            buf.clear();
-            self.decode(&e, &mut buf)?;
-            out.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
+            // Decoded in place, then trimmed to the range: a chunk's timestamps are strictly
+            // increasing (checked by `decode` against the index entry's bounds and count).
+            let start = out.len();
+            self.decode(&e, out)?;
+            let chunk = out.get(start..).unwrap_or(&[]);
+            let lo = start + chunk.partition_point(|s| s.t < mint);
+            let hi = start + chunk.partition_point(|s| s.t <= maxt);
+            out.truncate(hi.max(lo));
+            out.drain(start..lo);
         }
         Ok(())
     }
