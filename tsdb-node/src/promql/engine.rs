@@ -84,7 +84,28 @@ impl Plan {
     }
 }
 
+/// Teaches the parser the Prometheus 2.42 functions it no longer knows: `holt_winters`, which
+/// Prometheus 3 renamed `double_exponential_smoothing`.
+fn register_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::function::{register_extra_functions, Function};
+        use promql_parser::parser::value::ValueType;
+        let holt_winters = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        if let Err(e) = register_extra_functions(vec![holt_winters]) {
+            tracing::error!(error = %e, "could not register holt_winters with the PromQL parser");
+        }
+    });
+}
+
 fn parse(query: &str) -> Result<Plan, QueryError> {
+    register_functions();
     match promql_parser::parser::parse(query) {
         Ok(e) => Ok(Plan::Expr(e)),
         Err(err) => window_shorthand(query).ok_or(QueryError::Parse(err)),

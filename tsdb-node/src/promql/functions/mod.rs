@@ -1,6 +1,7 @@
 //! PromQL functions: argument evaluation and dispatch. The arithmetic lives in the submodules,
 //! one per family.
 
+pub(crate) mod date;
 pub(crate) mod histogram;
 pub(crate) mod labels;
 pub(crate) mod math;
@@ -66,8 +67,52 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, ts: i64) -> Result<StepValue, Qu
         let v = ev.eval_vector(arg(call, 0)?, ts)?;
         return map_vector(v, ts, f);
     }
+    if let Some(f) = date::date_fn(name) {
+        return match call.args.args.first() {
+            None => Ok(StepValue::Vector(vec![Elem {
+                labels: Labels::default(),
+                t: ts,
+                v: date::apply_ms(f, ts),
+            }])),
+            Some(a) => {
+                let v = ev.eval_vector(a, ts)?;
+                map_vector(v, ts, |x| date::apply(f, x))
+            }
+        };
+    }
     match name {
         "time" => Ok(StepValue::Scalar(ts as f64 / 1000.0)),
+        "pi" => Ok(StepValue::Scalar(std::f64::consts::PI)),
+        "holt_winters" | "double_exponential_smoothing" => {
+            let (series, _) = ev.eval_range_arg(arg(call, 0)?, ts)?;
+            let sf = ev.eval_scalar(arg(call, 1)?, ts)?;
+            let tf = ev.eval_scalar(arg(call, 2)?, ts)?;
+            // Checked only when there is data, as Prometheus does.
+            if !series.is_empty() {
+                if sf <= 0.0 || sf >= 1.0 {
+                    return Err(QueryError::exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return Err(QueryError::exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
+            }
+            let out: Vec<Elem> = series
+                .into_iter()
+                .filter_map(|s| {
+                    date::holt_winters(&s.points, sf, tf).map(|v| Elem {
+                        labels: drop_name(&s.labels),
+                        t: ts,
+                        v,
+                    })
+                })
+                .collect();
+            check_unique(&out)?;
+            Ok(StepValue::Vector(out))
+        }
         "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "avg_over_time"
         | "sum_over_time" | "min_over_time" | "max_over_time" | "count_over_time"
         | "last_over_time" | "stddev_over_time" | "stdvar_over_time" | "present_over_time"
