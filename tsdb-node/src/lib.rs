@@ -6,6 +6,7 @@ pub mod config;
 pub mod dataset;
 pub mod http;
 pub mod ingest;
+pub mod metadata;
 pub mod node;
 pub mod promql;
 pub mod storage;

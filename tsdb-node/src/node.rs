@@ -118,6 +118,9 @@ impl Node {
             max_request_bytes: cfg.limits.max_request_bytes,
             auth: http_auth,
             streams: StreamLimits::default(),
+            metadata: Arc::new(crate::metadata::MetadataStore::open(
+                &engine.options().data_dir,
+            )),
         });
 
         let http_addr = cfg.http_addr();

@@ -188,7 +188,7 @@ fn real_prometheus_remote_writes_into_the_node() {
     let prom_config = format!(
         "global:\n  scrape_interval: 1s\n\
          scrape_configs:\n  - job_name: strata\n    static_configs:\n      - targets: ['{}']\n\
-         remote_write:\n  - url: http://{}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n",
+         remote_write:\n  - url: http://{}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n    metadata_config:\n      send_interval: 1s\n",
         addrs.http, addrs.http
     );
     let prom_config_path = prom_dir.join("prometheus.yml");
@@ -223,11 +223,38 @@ fn real_prometheus_remote_writes_into_the_node() {
             .as_array()
             .is_some_and(|r| !r.is_empty())
         {
-            return;
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "Prometheus' remote write of {selector} was not queryable in the node within 30 s: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Prometheus also remote-writes the metadata of what it scraped (TYPE, HELP).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: Value = agent()
+            .get(format!(
+                "http://{}/api/v1/metadata?metric=strata_samples_appended_total",
+                addrs.http
+            ))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        let kinds = &body["data"]["strata_samples_appended_total"];
+        if kinds
+            .as_array()
+            .is_some_and(|v| v.iter().any(|m| m["type"] == "counter" && m["help"] != ""))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus' metadata for strata_samples_appended_total did not arrive within 30 s: {body}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }

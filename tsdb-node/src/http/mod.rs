@@ -49,6 +49,8 @@ pub struct AppContext {
     pub auth: Option<Arc<auth::HttpAuth>>,
     /// Bounds the live-stream WebSocket subscribers.
     pub streams: stream::StreamLimits,
+    /// Metric metadata received by remote write, for `/api/v1/metadata`.
+    pub metadata: Arc<crate::metadata::MetadataStore>,
 }
 
 pub type AppState = Arc<AppContext>;

@@ -131,10 +131,29 @@ pub async fn label_values(
     Ok(success(json!(values)))
 }
 
-/// Strata keeps no metric metadata (type, help, unit) yet: an empty, well-formed answer, which
-/// is what Prometheus returns for metrics without metadata.
-pub async fn metadata() -> Response {
-    success(json!({}))
+/// Metric metadata received by remote write: `metric` selects one family, `limit` caps the
+/// number of families, as in Prometheus.
+pub async fn metadata(
+    State(ctx): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = pairs(q.as_deref(), None)?;
+    let param = |name: &str| {
+        p.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    // Prometheus takes a negative limit as no limit.
+    let limit = match param("limit") {
+        None => None,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) => usize::try_from(n).ok(),
+            Err(_) => return Err(ApiError::bad_data("limit must be a number")),
+        },
+    };
+    let found = ctx.metadata.query(param("metric"), limit);
+    Ok(success(json!(found)))
 }
 
 pub async fn buildinfo() -> Response {

@@ -48,8 +48,18 @@ pub async fn api_v1_write(
             max_body: ctx.max_request_bytes,
             ..RemoteWriteLimits::default()
         };
-        let decoded =
+        let mut decoded =
             remote_write::decode(&body, &limits).map_err(|e| ApiError::bad_data(e.to_string()))?;
+        let metadata = std::mem::take(&mut decoded.metadata);
+        if !metadata.is_empty() {
+            let store = ctx.metadata.clone();
+            // Metadata is advisory: failing to persist it must not refuse the samples.
+            match tokio::task::spawn_blocking(move || store.record(metadata)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not store metric metadata"),
+                Err(e) => tracing::warn!(error = %e, "metric metadata task failed"),
+            }
+        }
         let mut problem = None;
         for chunk in decoded.chunks(WRITE_CHUNK) {
             let out = store(&ctx, chunk).await?;

@@ -4,6 +4,7 @@
 //! and the decompressed length, which the snappy block header announces, against
 //! [`RemoteWriteLimits::max_decompressed`] before the output buffer is allocated.
 
+use crate::metadata::MetricMetadata;
 use crate::storage::{self, Labels};
 
 use super::proto;
@@ -68,7 +69,18 @@ pub fn decode(body: &[u8], limits: &RemoteWriteLimits) -> Result<DecodedWrite, R
             .collect();
         series.push((labels, samples));
     }
-    Ok(DecodedWrite { series })
+    let metadata = request
+        .metadata
+        .iter()
+        .filter(|m| !m.metric_family_name.is_empty())
+        .map(|m| {
+            (
+                m.metric_family_name.clone(),
+                MetricMetadata::from_remote_write(m.r#type, &m.help, &m.unit),
+            )
+        })
+        .collect();
+    Ok(DecodedWrite { series, metadata })
 }
 
 /// Builds a body as Prometheus sends it, for tests and the load generator. As with every

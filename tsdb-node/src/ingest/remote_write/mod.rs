@@ -40,10 +40,13 @@ impl Default for RemoteWriteLimits {
     }
 }
 
-/// A decoded request: each series once, with its samples in the order sent.
+/// A decoded request: each series once, with its samples in the order sent, and the metric
+/// metadata it carried.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DecodedWrite {
     pub series: Vec<(Labels, Vec<Sample>)>,
+    /// `(metric family, metadata)`, texts capped (see [`crate::metadata`]).
+    pub metadata: Vec<(String, crate::metadata::MetricMetadata)>,
 }
 
 impl DecodedWrite {
