@@ -9,8 +9,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
+pub use budget::{BudgetBusy, BudgetPermit, WriteBudget};
 
 pub mod binary;
+pub mod budget;
 pub mod line_protocol;
 pub mod remote_write;
 
@@ -21,17 +23,37 @@ pub type LiveBatch = Arc<Vec<(Labels, Sample)>>;
 /// oldest batches (it sees `RecvError::Lagged`); ingest never waits for it.
 const LIVE_CAPACITY: usize = 1024;
 
+/// Default bound on the estimated memory of batches handed to storage at once.
+pub const DEFAULT_WRITE_BUDGET_BYTES: usize = 256 << 20;
+
 /// The one way ingest protocols store samples. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestSink {
     engine: Arc<Engine>,
     live: broadcast::Sender<LiveBatch>,
+    budget: WriteBudget,
 }
 
 impl IngestSink {
+    /// A sink with the default in-flight budget ([`DEFAULT_WRITE_BUDGET_BYTES`]).
     pub fn new(engine: Arc<Engine>) -> Self {
+        Self::with_budget(engine, WriteBudget::new(DEFAULT_WRITE_BUDGET_BYTES))
+    }
+
+    /// A sink whose batches waiting for storage hold at most `budget` (estimated) bytes;
+    /// further writes wait for earlier ones to finish.
+    pub fn with_budget(engine: Arc<Engine>, budget: WriteBudget) -> Self {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        IngestSink { engine, live }
+        IngestSink {
+            engine,
+            live,
+            budget,
+        }
+    }
+
+    /// The budget shared by every write through this sink.
+    pub fn budget(&self) -> &WriteBudget {
+        &self.budget
     }
 
     /// Receives every batch written from now on (accepted samples only), after it is durable.
@@ -49,11 +71,14 @@ impl IngestSink {
     }
 
     /// Stores a batch; on `Ok` every sample not listed in `rejected` is durable. The engine's
-    /// append blocks on the WAL's fsync, so it runs on tokio's blocking pool.
+    /// append blocks on the WAL's fsync, so it runs on tokio's blocking pool. Waits first while
+    /// the batches already in flight use up the sink's budget: that wait is what slows
+    /// clients down to the speed of the disk.
     pub async fn write(&self, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, StorageError> {
         if batch.is_empty() {
             return Ok(AppendOutcome::default());
         }
+        let _permit = self.budget.acquire(batch_bytes(&batch)).await;
         let engine = self.engine.clone();
         let (result, batch) = match tokio::task::spawn_blocking(move || {
             let r = engine.append_labeled(&batch);
@@ -94,4 +119,20 @@ impl IngestSink {
             let _ = self.live.send(Arc::new(batch));
         }
     }
+}
+
+/// Estimated heap bytes of a batch: the pairs themselves plus every label string they own.
+pub fn batch_bytes(batch: &[(Labels, Sample)]) -> usize {
+    // Per label: two `String` headers and their allocations' rounding.
+    const PER_LABEL: usize = 2 * std::mem::size_of::<String>() + 16;
+    batch
+        .iter()
+        .map(|(labels, _)| {
+            std::mem::size_of::<(Labels, Sample)>()
+                + labels
+                    .iter()
+                    .map(|l| PER_LABEL + l.name.len() + l.value.len())
+                    .sum::<usize>()
+        })
+        .sum()
 }

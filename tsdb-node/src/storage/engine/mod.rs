@@ -231,11 +231,33 @@ impl Engine {
         &self,
         batch: &[(Labels, Sample)],
     ) -> Result<AppendOutcome, StorageError> {
+        // Known series are resolved under one read lock for the whole batch, and a run of
+        // samples of the same series (remote write and line protocol send them adjacent) is
+        // resolved once: a catalog lookup hashes every label, which dominates small appends.
+        let mut resolved: Vec<Option<SeriesId>> = Vec::with_capacity(batch.len());
+        {
+            let st = self.state.read();
+            let mut last: Option<(&Labels, SeriesId)> = None;
+            for (labels, _) in batch {
+                let id = match last {
+                    Some((l, id)) if l == labels => Some(id),
+                    _ => st.catalog.id_of(labels),
+                };
+                if let Some(id) = id {
+                    last = Some((labels, id));
+                }
+                resolved.push(id);
+            }
+        }
         let mut ids = Vec::with_capacity(batch.len());
         let mut index = Vec::with_capacity(batch.len());
         let mut refused = Vec::new();
-        for (i, (labels, s)) in batch.iter().enumerate() {
-            match self.series_id(labels) {
+        for (i, ((labels, s), id)) in batch.iter().zip(resolved).enumerate() {
+            let id = match id {
+                Some(id) => Ok(id),
+                None => self.series_id(labels),
+            };
+            match id {
                 Ok(id) => {
                     ids.push((id, *s));
                     index.push(i);

@@ -41,6 +41,9 @@ pub struct WalOptions {
     /// (backpressure). Memory use peaks at about twice this: one buffer being written, one
     /// filling.
     pub max_pending_bytes: usize,
+    /// Extra time added to every fsync, to stand in for a slow disk in overload tests and
+    /// benchmarks. Zero in production.
+    pub sync_delay: std::time::Duration,
 }
 
 impl Default for WalOptions {
@@ -49,6 +52,7 @@ impl Default for WalOptions {
             segment_size: 64 << 20,
             sync: true,
             max_pending_bytes: 64 << 20,
+            sync_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -398,6 +402,9 @@ impl Wal {
             seg.file
                 .sync_data()
                 .map_err(|e| WalError::io("fsyncing segment", path, e))?;
+            if !self.opts.sync_delay.is_zero() {
+                std::thread::sleep(self.opts.sync_delay);
+            }
         }
         Ok(seg.number)
     }
