@@ -55,8 +55,8 @@ pub async fn api_v1_write(
         let decoded =
             remote_write::decode(&body, &limits).map_err(|e| ApiError::bad_data(e.to_string()))?;
         let mut problem = None;
-        for chunk in decoded.chunks(WRITE_CHUNK) {
-            let out = store(&ctx, chunk).await?;
+        for chunk in decoded.into_series_chunks(WRITE_CHUNK) {
+            let out = ctx.sink.write_series(chunk).await?;
             problem = problem.or(refused(&out));
         }
         return Ok(match problem {

@@ -99,6 +99,42 @@ impl IngestSink {
         result
     }
 
+    /// Stores samples grouped by series (each label set once); otherwise like
+    /// [`write`](Self::write). Rejection indices count samples series after series.
+    pub async fn write_series(
+        &self,
+        batch: Vec<(Labels, Vec<Sample>)>,
+    ) -> Result<AppendOutcome, StorageError> {
+        if batch.iter().all(|(_, s)| s.is_empty()) {
+            return Ok(AppendOutcome::default());
+        }
+        let _permit = self.budget.acquire(series_bytes(&batch)).await;
+        let engine = self.engine.clone();
+        let (result, batch) = match tokio::task::spawn_blocking(move || {
+            let r = engine.append_series(&batch);
+            (r, batch)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "write task failed: {e}"
+                )))
+            }
+        };
+        if let Ok(outcome) = &result {
+            if self.live.receiver_count() > 0 {
+                let flat = batch
+                    .into_iter()
+                    .flat_map(|(l, samples)| samples.into_iter().map(move |s| (l.clone(), s)))
+                    .collect();
+                self.publish(flat, outcome);
+            }
+        }
+        result
+    }
+
     /// Hands the accepted part of a durable batch to live subscribers, if there are any.
     fn publish(&self, mut batch: Vec<(Labels, Sample)>, outcome: &AppendOutcome) {
         if self.live.receiver_count() == 0 {
@@ -121,18 +157,32 @@ impl IngestSink {
     }
 }
 
+/// Estimated heap bytes of a label set: two `String` headers per label, their bytes and
+/// allocation rounding.
+fn labels_bytes(labels: &Labels) -> usize {
+    const PER_LABEL: usize = 2 * std::mem::size_of::<String>() + 16;
+    labels
+        .iter()
+        .map(|l| PER_LABEL + l.name.len() + l.value.len())
+        .sum()
+}
+
 /// Estimated heap bytes of a batch: the pairs themselves plus every label string they own.
 pub fn batch_bytes(batch: &[(Labels, Sample)]) -> usize {
-    // Per label: two `String` headers and their allocations' rounding.
-    const PER_LABEL: usize = 2 * std::mem::size_of::<String>() + 16;
     batch
         .iter()
-        .map(|(labels, _)| {
-            std::mem::size_of::<(Labels, Sample)>()
-                + labels
-                    .iter()
-                    .map(|l| PER_LABEL + l.name.len() + l.value.len())
-                    .sum::<usize>()
+        .map(|(labels, _)| std::mem::size_of::<(Labels, Sample)>() + labels_bytes(labels))
+        .sum()
+}
+
+/// Estimated heap bytes of a batch grouped by series.
+pub fn series_bytes(batch: &[(Labels, Vec<Sample>)]) -> usize {
+    batch
+        .iter()
+        .map(|(labels, samples)| {
+            std::mem::size_of::<(Labels, Vec<Sample>)>()
+                + labels_bytes(labels)
+                + std::mem::size_of_val(samples.as_slice())
         })
         .sum()
 }

@@ -21,8 +21,9 @@ use tracing::{debug, error, info, warn};
 
 use super::error::WalError;
 use super::files::{create_segment, segment_path, segments, sync_dir};
-use super::format::{encode_frames, own_frame_len, HEADER_LEN};
+use super::format::{encode_frames, encode_samples_frames, own_frame_len, HEADER_LEN};
 use super::record::WalRecord;
+use crate::storage::model::{Sample, SeriesId};
 
 /// Pending buffers up to this capacity are kept for reuse; larger ones are freed so that one
 /// burst does not pin memory forever.
@@ -56,6 +57,10 @@ impl Default for WalOptions {
         }
     }
 }
+
+/// Whole frames encoded by [`Wal::encode_samples`], not yet in the log.
+#[derive(Debug)]
+pub struct Encoded(Vec<u8>);
 
 /// A logical log position returned by [`Wal::enqueue`]; pass it to [`Wal::wait_durable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -193,6 +198,23 @@ impl Wal {
     pub fn enqueue(&self, records: &[WalRecord]) -> Result<Ticket, WalError> {
         let mut frames = Vec::new();
         encode_frames(records, &mut frames)?;
+        self.enqueue_encoded(&Encoded(frames))
+    }
+
+    /// Encodes a `Samples` record from a slice, ready for [`enqueue_encoded`]. Lets a caller
+    /// encode before it takes a lock of its own and enqueue under it, so that only the copy
+    /// into the pending buffer is serialised.
+    ///
+    /// [`enqueue_encoded`]: Self::enqueue_encoded
+    pub fn encode_samples(samples: &[(SeriesId, Sample)]) -> Result<Encoded, WalError> {
+        let mut frames = Vec::with_capacity(samples.len() * 12 + 16);
+        encode_samples_frames(samples, &mut frames)?;
+        Ok(Encoded(frames))
+    }
+
+    /// [`enqueue`](Self::enqueue) of records encoded beforehand.
+    pub fn enqueue_encoded(&self, encoded: &Encoded) -> Result<Ticket, WalError> {
+        let frames = &encoded.0;
         let mut st = self.state.lock();
         Self::check_usable(&st)?;
         while !st.pending.is_empty()
@@ -205,7 +227,7 @@ impl Wal {
             }
             Self::check_usable(&st)?;
         }
-        st.pending.extend_from_slice(&frames);
+        st.pending.extend_from_slice(frames);
         st.enqueued += frames.len() as u64;
         Ok(Ticket(st.enqueued))
     }

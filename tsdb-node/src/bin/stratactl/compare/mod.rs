@@ -12,7 +12,7 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use tsdb_node::dataset::IotDataset;
 
-use crate::load_bench::{drive, LoadRun};
+use crate::load_bench::drive;
 use crate::proto::{encode, Encoded, Protocol};
 use crate::workload::{Shape, Workload};
 use servers::{Programs, Server, System};
@@ -140,9 +140,10 @@ fn measure(
     protocol: Protocol,
     work: &[Vec<Encoded>],
     programs: &Programs,
-) -> Result<(LoadRun, Option<u64>)> {
+) -> Result<Measured> {
     let server = Server::start(system, programs)?;
     eprintln!("  {} over {protocol:?} ...", system.name());
+    let cpu_before = server.cpu_time();
     let run = drive(protocol, &server.endpoints, work).map_err(|e| {
         anyhow!(
             "{} over {protocol:?}: {e:#}\nserver log:\n{}",
@@ -150,12 +151,49 @@ fn measure(
             server.log_tail()
         )
     })?;
+    let cpu = match (cpu_before, server.cpu_time()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let m = Measured {
+        per_second: run.per_second(),
+        cpu_us_per_sample: cpu.map(|c| c.as_secs_f64() * 1e6 / run.samples.max(1) as f64),
+        peak_rss: server.peak_rss_bytes(),
+    };
     eprintln!(
-        "    {:.0} samples/s, ack latency {}",
-        run.per_second(),
-        run.latency
+        "    {:.0} samples/s, ack latency {}, server CPU {}",
+        m.per_second,
+        run.latency,
+        m.cpu_note()
     );
-    Ok((run, server.peak_rss_bytes()))
+    Ok(m)
+}
+
+/// What one ingest run of one system yielded.
+#[derive(Clone, Copy)]
+struct Measured {
+    per_second: f64,
+    /// Server CPU time (user + system) per sample: unlike throughput, barely moved by other
+    /// processes competing for the cores.
+    cpu_us_per_sample: Option<f64>,
+    peak_rss: Option<u64>,
+}
+
+impl Measured {
+    fn cpu_note(&self) -> String {
+        self.cpu_us_per_sample
+            .map(|c| format!("{c:.2} µs/sample"))
+            .unwrap_or_else(|| "n/a".into())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}; CPU {}{}",
+            rate(self.per_second),
+            self.cpu_note(),
+            rss_note(self.peak_rss)
+        )
+    }
 }
 
 fn ingest(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<()> {
@@ -223,7 +261,7 @@ fn ingest(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<(
     );
     // A reference figure is measured once per (system, protocol, shape) and shared by the
     // cases judged against it.
-    let mut reference_runs: Vec<((System, Protocol, usize), f64, Option<u64>)> = Vec::new();
+    let mut reference_runs: Vec<((System, Protocol, usize), Measured)> = Vec::new();
     for case in &cases {
         let shape = Shape {
             series: a.series_per_request,
@@ -237,30 +275,29 @@ fn ingest(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<(
             Some((system, protocol)) => {
                 let key = (system, protocol, case.points);
                 match reference_runs.iter().find(|r| r.0 == key) {
-                    Some(r) => Some((system, r.1, r.2)),
+                    Some(r) => Some((system, r.1)),
                     None => {
                         let work = encode_work(protocol, &w, a.connections, shape)?;
-                        let (run, rss) = measure(system, protocol, &work, programs)?;
-                        reference_runs.push((key, run.per_second(), rss));
-                        Some((system, run.per_second(), rss))
+                        let m = measure(system, protocol, &work, programs)?;
+                        reference_runs.push((key, m));
+                        Some((system, m))
                     }
                 }
             }
             None => None,
         };
         let work = encode_work(case.protocol, &w, a.connections, shape)?;
-        let (run, rss) = measure(System::Strata, case.protocol, &work, programs)?;
-        let strata = run.per_second();
+        let strata = measure(System::Strata, case.protocol, &work, programs)?;
         let (ratio, goal, met) = match (case.goal, reference) {
-            (Goal::TimesReference(k), Some((system, r, _))) => {
-                let ratio = strata / r.max(1e-9);
+            (Goal::TimesReference(k), Some((system, r))) => {
+                let ratio = strata.per_second / r.per_second.max(1e-9);
                 (
                     Some(ratio),
                     format!("≥ {k}× {}", system.name()),
                     Some(ratio >= k),
                 )
             }
-            (Goal::AtLeast(v), _) => (None, format!("≥ {}", rate(v)), Some(strata >= v)),
+            (Goal::AtLeast(v), _) => (None, format!("≥ {}", rate(v)), Some(strata.per_second >= v)),
             (Goal::TimesReference(_), None) => (None, String::new(), None),
         };
         rows.push(Row {
@@ -268,9 +305,9 @@ fn ingest(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<(
                 "{}, {} series × {} point(s) per request",
                 case.name, shape.series, shape.points
             ),
-            strata: format!("{}{}", rate(strata), rss_note(rss)),
+            strata: strata.describe(),
             reference: reference
-                .map(|(s, r, rss)| format!("{} {}{}", s.name(), rate(r), rss_note(rss)))
+                .map(|(s, r)| format!("{} {}", s.name(), r.describe()))
                 .unwrap_or_else(|| "—".into()),
             ratio,
             goal,
