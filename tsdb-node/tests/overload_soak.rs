@@ -92,6 +92,8 @@ struct Tally {
     /// Acknowledged requests per HTTP client.
     http_acked: Mutex<HashMap<usize, Vec<usize>>>,
     refused_503: AtomicU64,
+    /// Requests cut off by the node's early 503 while the body was still being sent.
+    refused_closed: AtomicU64,
     /// Acknowledged binary batches per binary client.
     binary_acked: Mutex<HashMap<usize, Vec<usize>>>,
 }
@@ -106,11 +108,21 @@ fn http_client(http: SocketAddr, client: usize, stop: Arc<AtomicBool>, tally: Ar
     let mut k = 0;
     while !stop.load(Ordering::Relaxed) {
         let body = line_body(client, k);
-        let resp = agent
+        let resp = match agent
             .post(&url)
             .header("Content-Type", "text/plain")
             .send(body.as_bytes())
-            .expect("write request failed at the transport level");
+        {
+            Ok(resp) => resp,
+            Err(_) => {
+                // The node answered 503 before reading the body and closed the connection
+                // while this client was still sending it: not acknowledged, so retried, as
+                // Prometheus' remote write does with a connection error.
+                tally.refused_closed.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
         match resp.status().as_u16() {
             204 => {
                 tally
@@ -262,8 +274,9 @@ fn memory_stays_bounded_when_clients_outpace_the_disk() {
         .map(Vec::len)
         .sum();
     let refused = tally.refused_503.load(Ordering::Relaxed);
+    let cut_off = tally.refused_closed.load(Ordering::Relaxed);
     eprintln!(
-        "overload soak: {:.1} s, idle RSS {} MiB, peak RSS {} MiB (VmHWM {} MiB); acknowledged {} HTTP requests ({} samples) and {} binary batches ({} samples); {} HTTP 503s",
+        "overload soak: {:.1} s, idle RSS {} MiB, peak RSS {} MiB (VmHWM {} MiB); acknowledged {} HTTP requests ({} samples) and {} binary batches ({} samples); {} HTTP 503s read, {} cut off mid-body",
         started.elapsed().as_secs_f64(),
         idle_rss >> 20,
         peak_rss >> 20,
@@ -272,7 +285,8 @@ fn memory_stays_bounded_when_clients_outpace_the_disk() {
         http_requests * SERIES_PER_CLIENT * POINTS_PER_REQUEST,
         binary_batches,
         binary_batches * BINARY_POINTS,
-        refused
+        refused,
+        cut_off
     );
     assert!(
         hwm < RSS_BOUND,
@@ -285,7 +299,7 @@ fn memory_stays_bounded_when_clients_outpace_the_disk() {
         "no progress under load"
     );
     assert!(
-        refused > 0,
+        refused + cut_off > 0,
         "the clients never met backpressure: the test load is too light"
     );
 
