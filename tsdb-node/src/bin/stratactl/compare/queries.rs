@@ -74,10 +74,13 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         "queries: loading {} samples into Strata and Prometheus by remote write",
         w.sample_count()
     );
+    // One connection, so that the data arrives in time order: Prometheus refuses samples more
+    // than an hour older than its newest ("out of bounds"), which parallel connections drifting
+    // apart over a day of data would produce.
     let work = encode_work(
         Protocol::RemoteWrite,
         &w,
-        a.connections,
+        1,
         Shape {
             series: a.series_per_request,
             points: 10,
