@@ -21,7 +21,7 @@ use crate::http::auth::{HttpAuth, TokenDigest};
 use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
 use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
 use crate::ingest::tcp_json::{self, TcpJsonContext, TcpJsonOptions};
-use crate::ingest::IngestSink;
+use crate::ingest::{IngestSink, WriteBudget};
 use crate::promql::QueryEngine;
 use crate::storage::Engine;
 
@@ -109,13 +109,18 @@ impl Node {
 
         let ctx = Arc::new(AppContext {
             engine: engine.clone(),
-            sink: IngestSink::new(engine.clone()),
+            sink: IngestSink::with_budget(
+                engine.clone(),
+                WriteBudget::new(cfg.limits.max_inflight_write_bytes),
+            ),
             queries: Arc::new(QueryEngine::new(engine.clone(), cfg.query_limits())),
             node_id: self.node_id.clone(),
             started,
             ready: Default::default(),
             metrics: HttpMetrics::default(),
             max_request_bytes: cfg.limits.max_request_bytes,
+            write_admission: WriteBudget::new(cfg.limits.max_inflight_request_bytes),
+            write_wait: cfg.limits.write_wait.0,
             auth: http_auth,
             streams: StreamLimits::default(),
             metadata: Arc::new(crate::metadata::MetadataStore::open(

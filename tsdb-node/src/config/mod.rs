@@ -139,6 +139,8 @@ pub struct StorageConfig {
     /// fsync the WAL before acknowledging. Turning it off loses acknowledged writes on power
     /// loss; it exists for benchmarks only.
     pub wal_sync: bool,
+    /// Added to every WAL fsync to imitate a slow disk (overload tests and benchmarks only).
+    pub wal_sync_delay: HumanDuration,
 }
 
 impl Default for StorageConfig {
@@ -155,6 +157,7 @@ impl Default for StorageConfig {
                 HumanDuration::from_secs(24 * 3600),
             ],
             wal_sync: true,
+            wal_sync_delay: HumanDuration::from_secs(0),
         }
     }
 }
@@ -192,6 +195,14 @@ pub struct LimitsConfig {
     pub max_request_bytes: usize,
     pub max_connections: usize,
     pub idle_timeout: HumanDuration,
+    /// Estimated memory of write batches being stored at once, over every protocol; further
+    /// writes wait (TCP connections stop reading).
+    pub max_inflight_write_bytes: usize,
+    /// Memory reserved by HTTP write bodies being read and parsed (about 4× each body).
+    pub max_inflight_request_bytes: usize,
+    /// How long an HTTP write waits for that reservation before it is answered 503 with
+    /// `Retry-After`.
+    pub write_wait: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -206,6 +217,9 @@ impl Default for LimitsConfig {
             max_request_bytes: 32 << 20,
             max_connections: 10_000,
             idle_timeout: HumanDuration::from_secs(300),
+            max_inflight_write_bytes: crate::ingest::DEFAULT_WRITE_BUDGET_BYTES,
+            max_inflight_request_bytes: 256 << 20,
+            write_wait: HumanDuration::from_secs(10),
         }
     }
 }
@@ -397,6 +411,7 @@ impl Config {
         o.wal_dir = base.join(&self.storage.wal_dir);
         o.wal_segment_size = self.storage.wal_segment_size_mb.saturating_mul(1 << 20);
         o.wal_sync = self.storage.wal_sync;
+        o.wal_sync_delay = self.storage.wal_sync_delay.0;
         o.checkpoint_interval = std::time::Duration::from_secs(self.storage.checkpoint_interval_s);
         o.out_of_order_window_ms = if self.storage.out_of_order_window.is_zero() {
             // "No limit": far enough back for any timestamp, small enough not to overflow.

@@ -5,6 +5,7 @@
 //! durations, `match[]` selectors); `error` renders Prometheus' error envelope.
 
 mod admin;
+mod admission;
 pub mod auth;
 mod error;
 mod health;
@@ -44,6 +45,10 @@ pub struct AppContext {
     pub ready: AtomicBool,
     pub metrics: HttpMetrics,
     pub max_request_bytes: usize,
+    /// Reserved by every write body before it is read (`limits.max_inflight_request_bytes`).
+    pub write_admission: crate::ingest::WriteBudget,
+    /// How long a write waits for `write_admission` before it is answered 503.
+    pub write_wait: std::time::Duration,
     /// Set when `auth.http` is on: every request but health, readiness and metrics needs
     /// credentials.
     pub auth: Option<Arc<auth::HttpAuth>>,

@@ -5,13 +5,13 @@
 //! Partial writes follow InfluxDB: valid lines/samples are stored, and the answer is 400 with
 //! the first problem when any line or sample was refused. A 204 means everything is durable.
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::admission::admit;
 use super::params::{get, pairs};
 use super::{ApiError, AppState};
 use crate::ingest::line_protocol::{self, LineOptions, Precision};
@@ -36,14 +36,18 @@ fn refused(out: &AppendOutcome) -> Option<String> {
 
 pub async fn api_v1_write(
     State(ctx): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
+    let protobuf = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.starts_with("application/x-protobuf") {
+        .is_some_and(|ct| ct.starts_with("application/x-protobuf"));
+    let (body, _permit) = match admit(&ctx, request).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
+    if protobuf {
         let limits = RemoteWriteLimits {
             max_body: ctx.max_request_bytes,
             ..RemoteWriteLimits::default()
@@ -61,8 +65,8 @@ pub async fn api_v1_write(
             }
         }
         let mut problem = None;
-        for chunk in decoded.chunks(WRITE_CHUNK) {
-            let out = store(&ctx, chunk).await?;
+        for chunk in decoded.into_series_chunks(WRITE_CHUNK) {
+            let out = ctx.sink.write_series(chunk).await?;
             problem = problem.or(refused(&out));
         }
         return Ok(match problem {
@@ -76,7 +80,7 @@ pub async fn api_v1_write(
 pub async fn influx_write(
     State(ctx): State<AppState>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let p = pairs(q.as_deref(), None)?;
     let precision = match get(&p, "precision") {
@@ -84,6 +88,10 @@ pub async fn influx_write(
         Some(v) => v
             .parse::<Precision>()
             .map_err(|e| influx_error(StatusCode::BAD_REQUEST, &e.to_string()))?,
+    };
+    let (body, _permit) = match admit(&ctx, request).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(refusal.into_response()),
     };
     lines(ctx, &body, precision).await
 }

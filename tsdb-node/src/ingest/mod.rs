@@ -9,8 +9,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
+pub use budget::{BudgetBusy, BudgetPermit, WriteBudget};
 
 pub mod binary;
+pub mod budget;
 pub mod line_protocol;
 pub mod remote_write;
 
@@ -21,17 +23,37 @@ pub type LiveBatch = Arc<Vec<(Labels, Sample)>>;
 /// oldest batches (it sees `RecvError::Lagged`); ingest never waits for it.
 const LIVE_CAPACITY: usize = 1024;
 
+/// Default bound on the estimated memory of batches handed to storage at once.
+pub const DEFAULT_WRITE_BUDGET_BYTES: usize = 256 << 20;
+
 /// The one way ingest protocols store samples. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestSink {
     engine: Arc<Engine>,
     live: broadcast::Sender<LiveBatch>,
+    budget: WriteBudget,
 }
 
 impl IngestSink {
+    /// A sink with the default in-flight budget ([`DEFAULT_WRITE_BUDGET_BYTES`]).
     pub fn new(engine: Arc<Engine>) -> Self {
+        Self::with_budget(engine, WriteBudget::new(DEFAULT_WRITE_BUDGET_BYTES))
+    }
+
+    /// A sink whose batches waiting for storage hold at most `budget` (estimated) bytes;
+    /// further writes wait for earlier ones to finish.
+    pub fn with_budget(engine: Arc<Engine>, budget: WriteBudget) -> Self {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        IngestSink { engine, live }
+        IngestSink {
+            engine,
+            live,
+            budget,
+        }
+    }
+
+    /// The budget shared by every write through this sink.
+    pub fn budget(&self) -> &WriteBudget {
+        &self.budget
     }
 
     /// Receives every batch written from now on (accepted samples only), after it is durable.
@@ -49,11 +71,14 @@ impl IngestSink {
     }
 
     /// Stores a batch; on `Ok` every sample not listed in `rejected` is durable. The engine's
-    /// append blocks on the WAL's fsync, so it runs on tokio's blocking pool.
+    /// append blocks on the WAL's fsync, so it runs on tokio's blocking pool. Waits first while
+    /// the batches already in flight use up the sink's budget: that wait is what slows
+    /// clients down to the speed of the disk.
     pub async fn write(&self, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, StorageError> {
         if batch.is_empty() {
             return Ok(AppendOutcome::default());
         }
+        let _permit = self.budget.acquire(batch_bytes(&batch)).await;
         let engine = self.engine.clone();
         let (result, batch) = match tokio::task::spawn_blocking(move || {
             let r = engine.append_labeled(&batch);
@@ -70,6 +95,42 @@ impl IngestSink {
         };
         if let Ok(outcome) = &result {
             self.publish(batch, outcome);
+        }
+        result
+    }
+
+    /// Stores samples grouped by series (each label set once); otherwise like
+    /// [`write`](Self::write). Rejection indices count samples series after series.
+    pub async fn write_series(
+        &self,
+        batch: Vec<(Labels, Vec<Sample>)>,
+    ) -> Result<AppendOutcome, StorageError> {
+        if batch.iter().all(|(_, s)| s.is_empty()) {
+            return Ok(AppendOutcome::default());
+        }
+        let _permit = self.budget.acquire(series_bytes(&batch)).await;
+        let engine = self.engine.clone();
+        let (result, batch) = match tokio::task::spawn_blocking(move || {
+            let r = engine.append_series(&batch);
+            (r, batch)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "write task failed: {e}"
+                )))
+            }
+        };
+        if let Ok(outcome) = &result {
+            if self.live.receiver_count() > 0 {
+                let flat = batch
+                    .into_iter()
+                    .flat_map(|(l, samples)| samples.into_iter().map(move |s| (l.clone(), s)))
+                    .collect();
+                self.publish(flat, outcome);
+            }
         }
         result
     }
@@ -94,4 +155,34 @@ impl IngestSink {
             let _ = self.live.send(Arc::new(batch));
         }
     }
+}
+
+/// Estimated heap bytes of a label set: two `String` headers per label, their bytes and
+/// allocation rounding.
+fn labels_bytes(labels: &Labels) -> usize {
+    const PER_LABEL: usize = 2 * std::mem::size_of::<String>() + 16;
+    labels
+        .iter()
+        .map(|l| PER_LABEL + l.name.len() + l.value.len())
+        .sum()
+}
+
+/// Estimated heap bytes of a batch: the pairs themselves plus every label string they own.
+pub fn batch_bytes(batch: &[(Labels, Sample)]) -> usize {
+    batch
+        .iter()
+        .map(|(labels, _)| std::mem::size_of::<(Labels, Sample)>() + labels_bytes(labels))
+        .sum()
+}
+
+/// Estimated heap bytes of a batch grouped by series.
+pub fn series_bytes(batch: &[(Labels, Vec<Sample>)]) -> usize {
+    batch
+        .iter()
+        .map(|(labels, samples)| {
+            std::mem::size_of::<(Labels, Vec<Sample>)>()
+                + labels_bytes(labels)
+                + std::mem::size_of_val(samples.as_slice())
+        })
+        .sum()
 }

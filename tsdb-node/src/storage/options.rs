@@ -75,6 +75,9 @@ pub struct EngineOptions {
     /// fsync the WAL before acknowledging. Only benchmarks and tests that measure something
     /// else turn this off.
     pub wal_sync: bool,
+    /// Added to every WAL fsync: a slow disk on demand, for overload tests. Zero in
+    /// production.
+    pub wal_sync_delay: Duration,
     pub checkpoint_interval: Duration,
     /// Samples older than the newest sample minus this window are refused.
     pub out_of_order_window_ms: i64,
@@ -119,6 +122,7 @@ impl EngineOptions {
             wal_dir: root.join("wal"),
             wal_segment_size: 64 << 20,
             wal_sync: true,
+            wal_sync_delay: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(60),
             out_of_order_window_ms: HOUR_MS,
             block_ranges_ms: vec![2 * HOUR_MS, 6 * HOUR_MS, DAY_MS],

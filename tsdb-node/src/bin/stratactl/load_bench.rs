@@ -14,7 +14,10 @@ use crate::timespec::{now_ms, seconds};
 use crate::workload::Workload;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Protocol to load (ingest benchmark).
     #[arg(
         long,
@@ -46,7 +49,17 @@ pub struct BenchArgs {
     pub repeat: usize,
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Strata side by side with Prometheus and InfluxDB: the same client sends the reference
+    /// dataset to each (fresh servers started here), then times queries; prints a table.
+    Compare(crate::compare::CompareArgs),
+}
+
 pub fn run(ep: &Endpoints, a: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::Compare(c)) = a.command {
+        return crate::compare::run(c);
+    }
     match (&a.query, a.protocol) {
         (Some(q), _) => query_bench(&ep.api, q, a.repeat),
         (None, Some(p)) => ingest_bench(ep, p, &a),
@@ -72,18 +85,50 @@ fn ingest_bench(ep: &Endpoints, protocol: Protocol, a: &BenchArgs) -> Result<()>
         work[c].push(encode(protocol, &labels, &batch)?);
         Ok(())
     })?;
-    let total = w.sample_count() as u64;
+    let run = drive(protocol, ep, &work)?;
+    println!(
+        "protocol {protocol:?}: {} samples in {} requests over {connections} connection(s) in {:.3}s",
+        run.samples,
+        run.requests,
+        run.elapsed.as_secs_f64()
+    );
+    println!("throughput: {:.0} samples/s", run.per_second());
+    println!("ack latency per request: {}", run.latency);
+    Ok(())
+}
+
+/// The outcome of one load run.
+pub struct LoadRun {
+    pub samples: u64,
+    pub requests: usize,
+    pub elapsed: Duration,
+    /// Time from sending a request to its acknowledgement.
+    pub latency: Percentiles,
+}
+
+impl LoadRun {
+    pub fn per_second(&self) -> f64 {
+        self.samples as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Sends pre-encoded batches, `work[c]` over connection `c`, all connections at once, each
+/// waiting for the acknowledgement of a request before sending the next; the clock covers
+/// only sending and acknowledging.
+pub fn drive(protocol: Protocol, ep: &Endpoints, work: &[Vec<Encoded>]) -> Result<LoadRun> {
+    let total: u64 = work.iter().flatten().map(|e| e.samples as u64).sum();
     let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} samples ({per_sec})",
     )?);
-    let conns = (0..connections)
+    let conns = work
+        .iter()
         .map(|_| Conn::open(protocol, ep))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let latencies = std::thread::scope(|s| -> Result<Vec<Duration>> {
         let handles: Vec<_> = conns
             .into_iter()
-            .zip(&work)
+            .zip(work)
             .map(|(mut conn, batches)| {
                 let bar = bar.clone();
                 s.spawn(move || -> Result<Vec<Duration>> {
@@ -109,17 +154,12 @@ fn ingest_bench(ep: &Endpoints, protocol: Protocol, a: &BenchArgs) -> Result<()>
     })?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    println!(
-        "protocol {protocol:?}: {total} samples in {} requests over {connections} connection(s) in {:.3}s",
-        latencies.len(),
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "throughput: {:.0} samples/s",
-        total as f64 / elapsed.as_secs_f64().max(1e-9)
-    );
-    println!("ack latency per request: {}", Percentiles::of(latencies));
-    Ok(())
+    Ok(LoadRun {
+        samples: total,
+        requests: latencies.len(),
+        elapsed,
+        latency: Percentiles::of(latencies),
+    })
 }
 
 fn query_bench(api: &Api, query: &str, repeat: usize) -> Result<()> {
@@ -145,17 +185,17 @@ fn query_bench(api: &Api, query: &str, repeat: usize) -> Result<()> {
 }
 
 /// Latency percentiles of a run (nearest rank).
-struct Percentiles {
+pub struct Percentiles {
     sorted: Vec<Duration>,
 }
 
 impl Percentiles {
-    fn of(mut v: Vec<Duration>) -> Self {
+    pub fn of(mut v: Vec<Duration>) -> Self {
         v.sort_unstable();
         Percentiles { sorted: v }
     }
 
-    fn at(&self, p: f64) -> Duration {
+    pub fn at(&self, p: f64) -> Duration {
         if self.sorted.is_empty() {
             return Duration::ZERO;
         }

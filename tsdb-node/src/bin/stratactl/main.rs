@@ -2,6 +2,7 @@
 //! writes, admin actions, data generation and load benchmarks) and offline storage tools.
 
 mod client;
+mod compare;
 mod generate;
 mod info;
 mod inspect;

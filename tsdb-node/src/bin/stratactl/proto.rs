@@ -27,6 +27,9 @@ pub enum Protocol {
     HttpLine,
     /// Prometheus remote write (protobuf + snappy) to `POST /api/v1/write`.
     RemoteWrite,
+    /// InfluxDB 1.x line protocol (`metric,tags value=V T`, millisecond precision) to
+    /// `POST /write?db=bench&precision=ms`: the same request a real InfluxDB 1.x accepts.
+    InfluxLine,
     /// Seed 000 newline-delimited JSON over TCP, authenticated.
     TcpJson,
     /// ZTSD binary frames; a series is known by its numeric id only.
@@ -71,6 +74,13 @@ pub fn encode(protocol: Protocol, labels: &[Labels], batch: &[(usize, Sample)]) 
                 let l = label(*i)?;
                 bytes.extend_from_slice(line_key(l).as_bytes());
                 bytes.extend_from_slice(format!(" {} {}\n", s.v, s.t).as_bytes());
+            }
+        }
+        Protocol::InfluxLine => {
+            for (i, s) in batch {
+                let l = label(*i)?;
+                bytes.extend_from_slice(line_key(l).as_bytes());
+                bytes.extend_from_slice(format!(" value={} {}\n", s.v, s.t).as_bytes());
             }
         }
         Protocol::RemoteWrite => {
@@ -145,6 +155,9 @@ fn line_key(l: &Labels) -> String {
     key
 }
 
+/// Where InfluxDB line protocol is posted; `db` is required by InfluxDB and ignored by Strata.
+pub const INFLUX_WRITE_PATH: &str = "/write?db=bench&precision=ms";
+
 /// One open connection of a protocol.
 pub enum Conn {
     Http {
@@ -165,7 +178,7 @@ impl Conn {
     /// Connects (and for TCP JSON logs in).
     pub fn open(protocol: Protocol, ep: &Endpoints) -> Result<Conn> {
         match protocol {
-            Protocol::HttpLine | Protocol::RemoteWrite => Ok(Conn::Http {
+            Protocol::HttpLine | Protocol::RemoteWrite | Protocol::InfluxLine => Ok(Conn::Http {
                 api: ep.api.clone(),
                 protocol,
             }),
@@ -198,11 +211,12 @@ impl Conn {
     pub fn send(&mut self, e: &Encoded) -> Result<()> {
         match self {
             Conn::Http { api, protocol } => {
-                let ct = match protocol {
-                    Protocol::RemoteWrite => "application/x-protobuf",
-                    _ => "text/plain; charset=utf-8",
+                let (path, ct) = match protocol {
+                    Protocol::RemoteWrite => ("/api/v1/write", "application/x-protobuf"),
+                    Protocol::InfluxLine => (INFLUX_WRITE_PATH, "text/plain; charset=utf-8"),
+                    _ => ("/api/v1/write", "text/plain; charset=utf-8"),
                 };
-                api.post_write("/api/v1/write", ct, &e.bytes)
+                api.post_write(path, ct, &e.bytes)
             }
             Conn::TcpJson { stream, reader } => {
                 stream.write_all(&e.bytes)?;

@@ -54,26 +54,39 @@ impl Handler {
 
     async fn insert(&self, points: Vec<DataPoint>) -> Frame {
         let total = points.len();
-        // A batch usually carries few distinct ids; build each label set once.
-        let mut labels: HashMap<u64, Labels> = HashMap::new();
-        let batch: Vec<(Labels, Sample)> = points
-            .iter()
-            .map(|p| {
-                let l = labels
-                    .entry(p.series_id)
-                    .or_insert_with(|| series_labels(p.series_id))
-                    .clone();
-                (l, Sample::new(p.timestamp_ms, p.value))
-            })
-            .collect();
-        match self.sink.write(batch).await {
+        // Grouped by series id (each id's points keep their order), so that each label set
+        // is built and looked up once per batch rather than once per point.
+        let mut slot: HashMap<u64, usize> = HashMap::new();
+        let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        let mut positions: Vec<Vec<usize>> = Vec::new();
+        for (i, p) in points.iter().enumerate() {
+            let k = *slot.entry(p.series_id).or_insert_with(|| {
+                batch.push((series_labels(p.series_id), Vec::new()));
+                positions.push(Vec::new());
+                batch.len() - 1
+            });
+            if let (Some((_, samples)), Some(pos)) = (batch.get_mut(k), positions.get_mut(k)) {
+                samples.push(Sample::new(p.timestamp_ms, p.value));
+                pos.push(i);
+            }
+        }
+        match self.sink.write_series(batch).await {
             Ok(outcome) => match outcome.rejected.first() {
                 None => Frame::Ok,
-                Some((index, why)) => Frame::Error(format!(
-                    "{} of {total} points stored; {} refused, the first (point {index}) because: {why}",
-                    outcome.appended,
-                    outcome.rejected.len(),
-                )),
+                Some((index, why)) => {
+                    // Back from the grouped order to the client's point number.
+                    let point = positions
+                        .iter()
+                        .flatten()
+                        .nth(*index)
+                        .copied()
+                        .unwrap_or(*index);
+                    Frame::Error(format!(
+                        "{} of {total} points stored; {} refused, the first (point {point}) because: {why}",
+                        outcome.appended,
+                        outcome.rejected.len(),
+                    ))
+                }
             },
             Err(e) => {
                 tracing::warn!(error = %e, points = total, "binary insert failed");

@@ -213,3 +213,32 @@ proptest! {
         let _ = decode(&compress(&bytes).unwrap(), &limits);
     }
 }
+
+#[test]
+fn series_chunks_split_long_series_and_keep_order() {
+    let l = |n: &str| Labels::from_metric(n, &[]);
+    let s = |t: i64| Sample::new(t, t as f64);
+    let w = DecodedWrite {
+        series: vec![
+            (l("a"), vec![s(1), s(2), s(3)]),
+            (l("b"), vec![]),
+            (l("c"), vec![s(4)]),
+        ],
+    };
+    let chunks = w.clone().into_series_chunks(2);
+    assert_eq!(
+        chunks,
+        vec![
+            vec![(l("a"), vec![s(1), s(2)])],
+            vec![(l("a"), vec![s(3)]), (l("c"), vec![s(4)])],
+        ]
+    );
+    let flat: Vec<_> = w
+        .clone()
+        .into_series_chunks(100)
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(flat.len(), 2);
+    assert_eq!(w.into_series_chunks(0).len(), 4);
+}

@@ -146,6 +146,49 @@ pub(crate) fn total_cost(values: &[u64], p: RiceParams) -> u64 {
     values.iter().map(|&u| p.cost(u)).sum()
 }
 
+/// The k whose estimated total cost is lowest. Only the bit lengths that occur matter; a
+/// chunk has a handful of them. The estimate is in exact integers (the quotient of a
+/// length-`len` value is about 1.5 · 2^(len-1-k)), since it runs for every chunk sealed on
+/// the write path.
+fn estimated_k(values: &[u64]) -> u32 {
+    let mut hist = [0u64; 65];
+    for &u in values {
+        hist[bit_length(u) as usize] += 1;
+    }
+    let mut present = [(0u32, 0u64); 65];
+    let mut used = 0;
+    for (len, &n) in hist.iter().enumerate() {
+        if n > 0 {
+            present[used] = (len as u32, n);
+            used += 1;
+        }
+    }
+    let present = &present[..used];
+    let mut est_best = (0u32, u64::MAX);
+    for k in 0..=MAX_K {
+        let mut bits = 0u64;
+        for &(len, n) in present {
+            let per = if len <= k {
+                u64::from(k + 1)
+            } else {
+                let e = len - 1 - k;
+                // floor(1.5 · 2^e): 1, 3, 6, 12, then 24 = ESCAPE and beyond.
+                let q = if e == 0 { 1 } else { 3u64 << (e - 1).min(40) };
+                if q < u64::from(ESCAPE) {
+                    q + 1 + u64::from(k)
+                } else {
+                    u64::from(ESCAPE + 6 + len)
+                }
+            };
+            bits = bits.saturating_add(per.saturating_mul(n));
+        }
+        if bits < est_best.1 {
+            est_best = (k, bits);
+        }
+    }
+    est_best.0
+}
+
 /// The parameters that code `values` in the fewest bits, and that number of bits.
 ///
 /// An exact search over all 63 `k` would cost 63 passes; instead a histogram of bit lengths
@@ -157,38 +200,11 @@ pub(crate) fn best(values: &[u64]) -> (RiceParams, u64) {
     let Some(&max) = values.iter().max() else {
         return (RiceParams { k: 0, qmax: 0 }, 0);
     };
-    let mut hist = [0u64; 65];
-    for &u in values {
-        hist[bit_length(u) as usize] += 1;
-    }
-    let mut est_best = (0u32, f64::INFINITY);
-    for k in 0..=MAX_K {
-        let mut bits = 0.0f64;
-        for (len, &n) in hist.iter().enumerate() {
-            if n == 0 {
-                continue;
-            }
-            let len = len as u32;
-            let per = if len <= k {
-                f64::from(k + 1)
-            } else {
-                let q = (1.5 * f64::from(len - 1 - k).exp2()).floor();
-                if q < f64::from(ESCAPE) {
-                    q + 1.0 + f64::from(k)
-                } else {
-                    f64::from(ESCAPE + 6 + len)
-                }
-            };
-            bits += per * n as f64;
-        }
-        if bits < est_best.1 {
-            est_best = (k, bits);
-        }
-    }
+    let est = estimated_k(values);
     // The estimate ignores the saving of a bounded quotient, which favours a slightly larger
     // k; hence the window reaches two steps up.
-    let lo = est_best.0.saturating_sub(1);
-    let hi = (est_best.0 + 2).min(MAX_K);
+    let lo = est.saturating_sub(1);
+    let hi = (est + 2).min(MAX_K);
     let mut best = (RiceParams::new(lo, max), u64::MAX);
     for k in lo..=hi {
         let p = RiceParams::new(k, max);
@@ -219,6 +235,51 @@ mod tests {
         assert_eq!(read(&mut r, p0), Ok(u64::MAX));
         assert_eq!(read(&mut r, p0), Ok(0));
         assert_eq!(read(&mut r, p62), Ok(5));
+    }
+
+    /// The estimate as first written, in floating point: the integer version must pick the
+    /// same k for any distribution of bit lengths.
+    fn estimated_k_float(values: &[u64]) -> u32 {
+        let mut hist = [0u64; 65];
+        for &u in values {
+            hist[bit_length(u) as usize] += 1;
+        }
+        let mut est_best = (0u32, f64::INFINITY);
+        for k in 0..=MAX_K {
+            let mut bits = 0.0f64;
+            for (len, &n) in hist.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                let len = len as u32;
+                let per = if len <= k {
+                    f64::from(k + 1)
+                } else {
+                    let q = (1.5 * f64::from(len - 1 - k).exp2()).floor();
+                    if q < f64::from(ESCAPE) {
+                        q + 1.0 + f64::from(k)
+                    } else {
+                        f64::from(ESCAPE + 6 + len)
+                    }
+                };
+                bits += per * n as f64;
+            }
+            if bits < est_best.1 {
+                est_best = (k, bits);
+            }
+        }
+        est_best.0
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integer_estimate_matches_the_float_one(
+            shift in 0u32..64,
+            values in proptest::collection::vec(proptest::num::u64::ANY, 1..200),
+        ) {
+            let values: Vec<u64> = values.into_iter().map(|v| v >> shift).collect();
+            prop_assert_eq!(estimated_k(&values), estimated_k_float(&values));
+        }
     }
 
     #[test]

@@ -184,11 +184,17 @@ impl Engine {
         if batch.is_empty() {
             return Ok(outcome);
         }
+        // Encoded before the state lock on the bet that every sample is accepted (the common
+        // case), so that appends serialise only on validation and the head; re-encoded under
+        // the lock when some sample was refused.
+        let optimistic = Wal::encode_samples(batch)?;
         let ticket = {
             let mut st = self.state.write();
             let window = self.opts.out_of_order_window_ms;
             let mut max_t = st.max_t;
             let mut accepted = Vec::with_capacity(batch.len());
+            // Batches grouped by series repeat an id many times in a row: look it up once.
+            let mut known: Option<SeriesId> = None;
             for (i, &(id, s)) in batch.iter().enumerate() {
                 let min_valid = if max_t == i64::MIN {
                     i64::MIN
@@ -199,9 +205,10 @@ impl Engine {
                     outcome
                         .rejected
                         .push((i, Rejection::TooOld { t: s.t, min_valid }));
-                } else if !st.catalog.contains(id) {
+                } else if known != Some(id) && !st.catalog.contains(id) {
                     outcome.rejected.push((i, Rejection::UnknownSeries(id)));
                 } else {
+                    known = Some(id);
                     max_t = max_t.max(s.t);
                     accepted.push((id, s));
                 }
@@ -209,10 +216,20 @@ impl Engine {
             if accepted.is_empty() {
                 return Ok(outcome);
             }
-            let ticket = self.wal.enqueue(&[WalRecord::Samples(accepted.clone())])?;
+            let ticket = if accepted.len() == batch.len() {
+                self.wal.enqueue_encoded(&optimistic)?
+            } else {
+                self.wal.enqueue_encoded(&Wal::encode_samples(&accepted)?)?
+            };
             let chunk = self.opts.head_chunk_samples;
-            for &(id, s) in &accepted {
-                st.head.append(id, s, chunk)?;
+            let mut run: Vec<Sample> = Vec::new();
+            for group in accepted.chunk_by(|a, b| a.0 == b.0) {
+                let Some(&(id, _)) = group.first() else {
+                    continue;
+                };
+                run.clear();
+                run.extend(group.iter().map(|&(_, s)| s));
+                st.head.append_run(id, &run, chunk)?;
             }
             st.max_t = max_t;
             outcome.appended = accepted.len();
@@ -231,11 +248,33 @@ impl Engine {
         &self,
         batch: &[(Labels, Sample)],
     ) -> Result<AppendOutcome, StorageError> {
+        // Known series are resolved under one read lock for the whole batch, and a run of
+        // samples of the same series (remote write and line protocol send them adjacent) is
+        // resolved once: a catalog lookup hashes every label, which dominates small appends.
+        let mut resolved: Vec<Option<SeriesId>> = Vec::with_capacity(batch.len());
+        {
+            let st = self.state.read();
+            let mut last: Option<(&Labels, SeriesId)> = None;
+            for (labels, _) in batch {
+                let id = match last {
+                    Some((l, id)) if l == labels => Some(id),
+                    _ => st.catalog.id_of(labels),
+                };
+                if let Some(id) = id {
+                    last = Some((labels, id));
+                }
+                resolved.push(id);
+            }
+        }
         let mut ids = Vec::with_capacity(batch.len());
         let mut index = Vec::with_capacity(batch.len());
         let mut refused = Vec::new();
-        for (i, (labels, s)) in batch.iter().enumerate() {
-            match self.series_id(labels) {
+        for (i, ((labels, s), id)) in batch.iter().zip(resolved).enumerate() {
+            let id = match id {
+                Some(id) => Ok(id),
+                None => self.series_id(labels),
+            };
+            match id {
                 Ok(id) => {
                     ids.push((id, *s));
                     index.push(i);
@@ -244,9 +283,60 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let mut out = self.append(&ids)?;
+        self.append_mapped(&ids, &index, refused)
+    }
+
+    /// Appends samples grouped by series: each label set once with its samples in order. The
+    /// cheapest way in for protocols that carry series (remote write, binary batches), since
+    /// no label set is copied per sample. Indices in `rejected` count samples in batch order
+    /// (series after series).
+    pub fn append_series(
+        &self,
+        batch: &[(Labels, Vec<Sample>)],
+    ) -> Result<AppendOutcome, StorageError> {
+        let resolved: Vec<Option<SeriesId>> = {
+            let st = self.state.read();
+            batch.iter().map(|(l, _)| st.catalog.id_of(l)).collect()
+        };
+        let total = batch.iter().map(|(_, s)| s.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut index = Vec::with_capacity(total);
+        let mut refused = Vec::new();
+        let mut offset = 0;
+        for ((labels, samples), id) in batch.iter().zip(resolved) {
+            let id = match id {
+                Some(id) => Ok(id),
+                None => self.series_id(labels),
+            };
+            match id {
+                Ok(id) => {
+                    ids.extend(samples.iter().map(|s| (id, *s)));
+                    index.extend(offset..offset + samples.len());
+                }
+                Err(StorageError::Limit(e)) => refused.extend(
+                    (offset..offset + samples.len())
+                        .map(|i| (i, Rejection::InvalidSeries(e.clone()))),
+                ),
+                Err(e) => return Err(e),
+            }
+            offset += samples.len();
+        }
+        self.append_mapped(&ids, &index, refused)
+    }
+
+    /// Appends resolved samples; `index[k]` is the caller's position of `ids[k]`, and
+    /// `refused` the positions already refused while resolving series.
+    fn append_mapped(
+        &self,
+        ids: &[(SeriesId, Sample)],
+        index: &[usize],
+        refused: Vec<(usize, Rejection)>,
+    ) -> Result<AppendOutcome, StorageError> {
+        let mut out = self.append(ids)?;
         for r in &mut out.rejected {
-            r.0 = index[r.0];
+            if let Some(&i) = index.get(r.0) {
+                r.0 = i;
+            }
         }
         out.rejected.extend(refused);
         out.rejected.sort_by_key(|r| r.0);

@@ -353,6 +353,7 @@ pub(super) fn open(opts: EngineOptions) -> Result<Engine, StorageError> {
         WalOptions {
             segment_size: opts.wal_segment_size,
             sync: opts.wal_sync,
+            sync_delay: opts.wal_sync_delay,
             ..WalOptions::default()
         },
     )?;

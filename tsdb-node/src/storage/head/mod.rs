@@ -52,6 +52,24 @@ impl Head {
         Ok(())
     }
 
+    /// Appends `samples` in order to one series: [`append`](Self::append) with one map
+    /// lookup for the whole run.
+    pub fn append_run(
+        &mut self,
+        id: SeriesId,
+        samples: &[Sample],
+        max_chunk_samples: usize,
+    ) -> Result<(), HeadError> {
+        let series = self.series.entry(id).or_default();
+        for &s in samples {
+            series.append(s, max_chunk_samples)?;
+            self.samples += 1;
+            self.mint = self.mint.min(s.t);
+            self.maxt = self.maxt.max(s.t);
+        }
+        Ok(())
+    }
+
     pub fn series(&self, id: SeriesId) -> Option<&MemSeries> {
         self.series.get(&id)
     }

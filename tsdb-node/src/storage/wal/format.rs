@@ -7,6 +7,7 @@
 
 use super::error::{DecodeError, WalError};
 use super::record::{encode_samples, WalRecord, MAX_SAMPLE_LEN};
+use crate::storage::model::{Sample, SeriesId};
 
 /// Magic bytes every segment file starts with.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"STRWAL01";
@@ -79,6 +80,22 @@ pub fn encode_frames(records: &[WalRecord], buf: &mut Vec<u8>) -> Result<(), Wal
             .try_for_each(|chunk| encode_frame(buf, |b| encode_samples(chunk, b))),
         _ => encode_frame(buf, |b| rec.encode_into(b)),
     });
+    if res.is_err() {
+        buf.truncate(start);
+    }
+    res
+}
+
+/// Appends the frames of one `Samples` record (several when it is too large for one frame)
+/// encoded straight from a slice, without building a [`WalRecord`].
+pub fn encode_samples_frames(
+    samples: &[(SeriesId, Sample)],
+    buf: &mut Vec<u8>,
+) -> Result<(), WalError> {
+    let start = buf.len();
+    let res = samples
+        .chunks(MAX_SAMPLES_PER_RECORD)
+        .try_for_each(|chunk| encode_frame(buf, |b| encode_samples(chunk, b)));
     if res.is_err() {
         buf.truncate(start);
     }

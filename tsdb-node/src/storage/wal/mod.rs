@@ -30,4 +30,4 @@ pub use format::{
 };
 pub use reader::{replay, CorruptSegment, ReplayStats};
 pub use record::WalRecord;
-pub use writer::{Ticket, Wal, WalOptions};
+pub use writer::{Encoded, Ticket, Wal, WalOptions};

@@ -174,6 +174,7 @@ fn backpressure_without_waiters_does_not_deadlock() {
         max_pending_bytes: 200,
         segment_size: 4096,
         sync: false,
+        ..WalOptions::default()
     };
     let wal = Arc::new(Wal::open(dir.path(), opts).unwrap());
     let handles: Vec<_> = (0..3u64)

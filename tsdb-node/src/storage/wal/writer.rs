@@ -21,8 +21,9 @@ use tracing::{debug, error, info, warn};
 
 use super::error::WalError;
 use super::files::{create_segment, segment_path, segments, sync_dir};
-use super::format::{encode_frames, own_frame_len, HEADER_LEN};
+use super::format::{encode_frames, encode_samples_frames, own_frame_len, HEADER_LEN};
 use super::record::WalRecord;
+use crate::storage::model::{Sample, SeriesId};
 
 /// Pending buffers up to this capacity are kept for reuse; larger ones are freed so that one
 /// burst does not pin memory forever.
@@ -41,6 +42,9 @@ pub struct WalOptions {
     /// (backpressure). Memory use peaks at about twice this: one buffer being written, one
     /// filling.
     pub max_pending_bytes: usize,
+    /// Extra time added to every fsync, to stand in for a slow disk in overload tests and
+    /// benchmarks. Zero in production.
+    pub sync_delay: std::time::Duration,
 }
 
 impl Default for WalOptions {
@@ -49,9 +53,14 @@ impl Default for WalOptions {
             segment_size: 64 << 20,
             sync: true,
             max_pending_bytes: 64 << 20,
+            sync_delay: std::time::Duration::ZERO,
         }
     }
 }
+
+/// Whole frames encoded by [`Wal::encode_samples`], not yet in the log.
+#[derive(Debug)]
+pub struct Encoded(Vec<u8>);
 
 /// A logical log position returned by [`Wal::enqueue`]; pass it to [`Wal::wait_durable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -189,6 +198,23 @@ impl Wal {
     pub fn enqueue(&self, records: &[WalRecord]) -> Result<Ticket, WalError> {
         let mut frames = Vec::new();
         encode_frames(records, &mut frames)?;
+        self.enqueue_encoded(&Encoded(frames))
+    }
+
+    /// Encodes a `Samples` record from a slice, ready for [`enqueue_encoded`]. Lets a caller
+    /// encode before it takes a lock of its own and enqueue under it, so that only the copy
+    /// into the pending buffer is serialised.
+    ///
+    /// [`enqueue_encoded`]: Self::enqueue_encoded
+    pub fn encode_samples(samples: &[(SeriesId, Sample)]) -> Result<Encoded, WalError> {
+        let mut frames = Vec::with_capacity(samples.len() * 12 + 16);
+        encode_samples_frames(samples, &mut frames)?;
+        Ok(Encoded(frames))
+    }
+
+    /// [`enqueue`](Self::enqueue) of records encoded beforehand.
+    pub fn enqueue_encoded(&self, encoded: &Encoded) -> Result<Ticket, WalError> {
+        let frames = &encoded.0;
         let mut st = self.state.lock();
         Self::check_usable(&st)?;
         while !st.pending.is_empty()
@@ -201,7 +227,7 @@ impl Wal {
             }
             Self::check_usable(&st)?;
         }
-        st.pending.extend_from_slice(&frames);
+        st.pending.extend_from_slice(frames);
         st.enqueued += frames.len() as u64;
         Ok(Ticket(st.enqueued))
     }
@@ -398,6 +424,9 @@ impl Wal {
             seg.file
                 .sync_data()
                 .map_err(|e| WalError::io("fsyncing segment", path, e))?;
+            if !self.opts.sync_delay.is_zero() {
+                std::thread::sleep(self.opts.sync_delay);
+            }
         }
         Ok(seg.number)
     }
