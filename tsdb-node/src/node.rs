@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::http::auth::{HttpAuth, TokenDigest};
 use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
 use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
+use crate::ingest::mqtt::{self, MqttIngest, MqttMetrics};
 use crate::ingest::tcp_json::{self, TcpJsonContext, TcpJsonOptions};
 use crate::ingest::IngestSink;
 use crate::promql::QueryEngine;
@@ -107,6 +108,11 @@ impl Node {
             _ => None,
         };
 
+        let mqtt_metrics = cfg
+            .mqtt
+            .broker
+            .is_some()
+            .then(|| Arc::new(MqttMetrics::default()));
         let ctx = Arc::new(AppContext {
             engine: engine.clone(),
             sink: IngestSink::new(engine.clone()),
@@ -118,6 +124,7 @@ impl Node {
             max_request_bytes: cfg.limits.max_request_bytes,
             auth: http_auth,
             streams: StreamLimits::default(),
+            mqtt: mqtt_metrics.clone(),
         });
 
         let http_addr = cfg.http_addr();
@@ -187,6 +194,25 @@ impl Node {
             },
         ));
 
+        if let Some(addr) = &cfg.mqtt.embedded_broker {
+            let addr = addr.parse().context("mqtt.embedded_broker")?;
+            if let Err(e) = mqtt::start_embedded(addr) {
+                tracing::warn!(error = %e, "not starting the embedded MQTT broker; using whatever listens there");
+            }
+        }
+        let mqtt_ingest = match &mqtt_metrics {
+            Some(m) => MqttIngest::start(
+                &cfg.mqtt,
+                &self.node_id,
+                &self.base_dir,
+                ctx.sink.clone(),
+                m.clone(),
+                stop_rx.clone(),
+            )
+            .context("starting MQTT ingest")?,
+            None => None,
+        };
+
         ctx.ready.store(true, Ordering::SeqCst);
         tracing::info!(
             node_id = %self.node_id,
@@ -228,6 +254,11 @@ impl Node {
                 ?grace,
                 "TCP JSON connections did not finish within the grace period"
             );
+        }
+        if let Some(m) = mqtt_ingest {
+            if tokio::time::timeout(grace, m.join()).await.is_err() {
+                tracing::warn!(?grace, "MQTT ingest did not stop within the grace period");
+            }
         }
         drop(stop_rx);
         let engine2 = engine.clone();

@@ -49,6 +49,8 @@ pub struct AppContext {
     pub auth: Option<Arc<auth::HttpAuth>>,
     /// Bounds the live-stream WebSocket subscribers.
     pub streams: stream::StreamLimits,
+    /// MQTT ingest counters, when MQTT ingest is on.
+    pub mqtt: Option<Arc<crate::ingest::mqtt::MqttMetrics>>,
 }
 
 pub type AppState = Arc<AppContext>;

@@ -12,6 +12,7 @@ use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
 
 pub mod binary;
 pub mod line_protocol;
+pub mod mqtt;
 pub mod remote_write;
 
 /// A batch of samples that has just been made durable, as published to live subscribers.
