@@ -13,7 +13,7 @@ pub struct MqttConfig {
     /// `tcp://host:1883` (also `mqtt://`) or `ssl://host:8883` (also `mqtts://`); unset
     /// disables MQTT ingest.
     pub broker: Option<String>,
-    /// Client id; defaults to `strata-<node id>`. It must be stable across restarts, since the
+    /// Client id; defaults to the node id, prefixed `strata-` unless it already is. It must be stable across restarts, since the
     /// broker keeps the persistent session (and the unacknowledged messages) under it.
     pub client_id: Option<String>,
     pub username: Option<String>,

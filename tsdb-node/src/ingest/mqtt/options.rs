@@ -12,12 +12,16 @@ use tokio_rustls::rustls;
 use super::{BrokerUrl, MqttError};
 use crate::config::MqttConfig;
 
-/// The client id used when `mqtt.client_id` is not set: stable per node, so that a restarted
-/// node resumes its persistent session.
+/// The client id used when `mqtt.client_id` is not set: the node id (prefixed `strata-` unless
+/// it already is), stable per node so that a restarted node resumes its persistent session.
 pub fn default_client_id(node_id: &str) -> String {
     // Brokers accept at least 23 bytes of [0-9a-zA-Z] (MQTT 3.1.1 §3.1.3.1) and mosquitto
     // and rumqttd accept far longer ids; keep what a pod name can hold.
-    format!("strata-{node_id}")
+    if node_id.starts_with("strata") {
+        node_id.to_string()
+    } else {
+        format!("strata-{node_id}")
+    }
 }
 
 /// Connection options for `cfg`. Relative certificate paths are resolved against `base`.

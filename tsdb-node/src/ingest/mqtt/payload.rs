@@ -307,15 +307,19 @@ fn timestamp_ms(s: &Scalar<'_>, unit: TimestampUnit) -> Result<i64, PayloadError
         }
         TimestampUnit::Rfc3339 => return Err(bad("is not RFC 3339")),
     };
+    // Checked in f64 first: a float far outside i64 would saturate the integer conversion.
+    if (number / per_ms).abs() > MAX_ABS_MS as f64 {
+        return Err(bad("is out of range"));
+    }
     let ms = match exact_int {
         Some(i) if per_ms >= 1.0 => i / per_ms as i128,
         Some(i) => i * 1000,
         None => (number / per_ms).round() as i128,
     };
-    if ms.abs() > i128::from(MAX_ABS_MS) {
-        return Err(bad("is out of range"));
-    }
-    Ok(ms as i64)
+    i64::try_from(ms)
+        .ok()
+        .filter(|ms| ms.unsigned_abs() <= MAX_ABS_MS as u64)
+        .ok_or_else(|| bad("is out of range"))
 }
 
 /// A JSON value as far as a sample cares: a scalar, or "something nested" (skipped).

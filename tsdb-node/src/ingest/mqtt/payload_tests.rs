@@ -92,7 +92,7 @@ fn metric_and_device_from_topic_levels() {
         decode(&m, "iot/sensors", r#"{"value":1}"#),
         Err(PayloadError::TopicLevel {
             topic: "iot/sensors".into(),
-            level: 2
+            level: 3
         })
     );
     assert!(decode(&m, "iot/sensors//x", r#"{"value":1}"#).is_err());
