@@ -31,6 +31,13 @@ pub fn mosquitto_available(test: &str) -> bool {
     found
 }
 
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
 fn mosquitto_bin() -> &'static str {
     if Path::new("/usr/sbin/mosquitto").exists() {
         "/usr/sbin/mosquitto"
@@ -68,15 +75,19 @@ impl Mosquitto {
 
     fn spawn(&mut self) {
         std::fs::create_dir_all(&self.dir).unwrap();
+
         let conf = self.dir.join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).unwrap();
         write!(
             f,
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
              persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 1000000\n\
-             log_dest file {dir}/mosquitto.log\n",
+             log_dest file {dir}/mosquitto.log\n{user}",
             port = self.addr.port(),
-            dir = self.dir.display()
+            dir = self.dir.display(),
+            // Started as root, mosquitto would drop to its own user, which cannot write the
+            // persistence file into our private temporary directory.
+            user = if running_as_root() { "user root\n" } else { "" },
         )
         .unwrap();
         let child = Command::new(mosquitto_bin())
@@ -140,11 +151,10 @@ fn pub_command(broker: SocketAddr, topic: &str, qos: u8) -> Command {
 
 /// Publishes one message; panics unless mosquitto_pub succeeds.
 pub fn publish(broker: SocketAddr, topic: &str, qos: u8, payload: &[u8]) {
-    let mut child = pub_command(broker, topic, qos)
-        .arg("-s")
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub");
+    let mut cmd = pub_command(broker, topic, qos);
+    // `-s` refuses empty input; `-n` sends an empty message.
+    cmd.arg(if payload.is_empty() { "-n" } else { "-s" });
+    let mut child = cmd.stdin(Stdio::piped()).spawn().expect("mosquitto_pub");
     child.stdin.take().unwrap().write_all(payload).unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "mosquitto_pub failed");

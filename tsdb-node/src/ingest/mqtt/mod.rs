@@ -77,7 +77,7 @@ impl MqttIngest {
         let opts = options::client_options(cfg, &url, node_id, base)?;
         tracing::info!(broker = %url, client_id = %opts.client_id(), topics = ?cfg.topics,
             shared_group = ?cfg.shared_group, qos = cfg.qos, "starting MQTT ingest");
-        let (client, eventloop) = rumqttc::AsyncClient::new(opts, options::request_capacity(cfg));
+        let (client, eventloop) = rumqttc::AsyncClient::new(opts, options::request_capacity());
         let generation = Arc::new(AtomicU64::new(0));
         // Room for two batches: one being written, one filling up.
         let (tx, rx) = mpsc::channel(cfg.batch_max_messages.saturating_mul(2));

@@ -42,7 +42,7 @@ pub fn client_options(
         .set_max_packet_size(cfg.max_packet_bytes, 64 << 10)
         // Acknowledgements are sent by the dispatcher once the batch is durable.
         .set_manual_acks(true)
-        .set_request_channel_capacity(request_capacity(cfg));
+        .set_request_channel_capacity(request_capacity());
     if let Some(user) = &cfg.username {
         o.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
     }
@@ -54,9 +54,15 @@ pub fn client_options(
     Ok(o)
 }
 
-/// Requests are mostly acks, up to one batch of them at a time.
-pub(super) fn request_capacity(cfg: &MqttConfig) -> usize {
-    cfg.batch_max_messages.saturating_mul(2).max(64)
+/// Capacity of the client's request channel (acks, subscriptions, the disconnect).
+///
+/// The dispatcher must never wait for room in it: the only task draining it is the event loop,
+/// which may itself be waiting for the dispatcher to take the next message, and under load
+/// the event loop serves buffered incoming packets before queued requests. Unacknowledged
+/// QoS 1 messages each hold a distinct 16-bit packet id, so at most 65 535 acks can be
+/// outstanding; twice that always fits. The channel allocates only what it holds.
+pub(super) fn request_capacity() -> usize {
+    2 << 16
 }
 
 /// The filters to subscribe to, as shared subscriptions when a group is configured.
