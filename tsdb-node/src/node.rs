@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::http::auth::{HttpAuth, TokenDigest};
 use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
 use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
+use crate::ingest::mqtt::{self, MqttIngest, MqttMetrics};
 use crate::ingest::tcp_json::{self, TcpJsonContext, TcpJsonOptions};
 use crate::ingest::{IngestSink, WriteBudget};
 use crate::promql::QueryEngine;
@@ -107,6 +108,11 @@ impl Node {
             _ => None,
         };
 
+        let mqtt_metrics = cfg
+            .mqtt
+            .broker
+            .is_some()
+            .then(|| Arc::new(MqttMetrics::default()));
         let ctx = Arc::new(AppContext {
             engine: engine.clone(),
             sink: IngestSink::with_budget(
@@ -126,6 +132,7 @@ impl Node {
             metadata: Arc::new(crate::metadata::MetadataStore::open(
                 &engine.options().data_dir,
             )),
+            mqtt: mqtt_metrics.clone(),
         });
 
         let http_addr = cfg.http_addr();
@@ -195,6 +202,25 @@ impl Node {
             },
         ));
 
+        if let Some(addr) = &cfg.mqtt.embedded_broker {
+            let addr = addr.parse().context("mqtt.embedded_broker")?;
+            if let Err(e) = mqtt::start_embedded(addr) {
+                tracing::warn!(error = %e, "not starting the embedded MQTT broker; using whatever listens there");
+            }
+        }
+        let mqtt_ingest = match &mqtt_metrics {
+            Some(m) => MqttIngest::start(
+                &cfg.mqtt,
+                &self.node_id,
+                &self.base_dir,
+                ctx.sink.clone(),
+                m.clone(),
+                stop_rx.clone(),
+            )
+            .context("starting MQTT ingest")?,
+            None => None,
+        };
+
         ctx.ready.store(true, Ordering::SeqCst);
         tracing::info!(
             node_id = %self.node_id,
@@ -236,6 +262,11 @@ impl Node {
                 ?grace,
                 "TCP JSON connections did not finish within the grace period"
             );
+        }
+        if let Some(m) = mqtt_ingest {
+            if tokio::time::timeout(grace, m.join()).await.is_err() {
+                tracing::warn!(?grace, "MQTT ingest did not stop within the grace period");
+            }
         }
         drop(stop_rx);
         let engine2 = engine.clone();

@@ -18,7 +18,8 @@ use tsdb_node::node::Node;
     about = "Strata time-series database node",
     long_about = "Strata time-series database node.\n\nRun `strata-node --dev` for a single local node with \
                   embedded defaults: listeners on 127.0.0.1 only, data under ./strata-dev-data, a dev \
-                  user `dev` with password `dev`, and samples of any age accepted."
+                  user `dev` with password `dev`, samples of any age accepted, and an embedded MQTT \
+                  broker on 127.0.0.1:1883 unless --mqtt-broker is given."
 )]
 struct Args {
     /// config.yaml (seed 000 §3 plus the limits, retention, tls, cluster and mqtt sections).
@@ -72,6 +73,7 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DEV_DIR: &str = "strata-dev-data";
+const DEV_MQTT_ADDR: &str = "127.0.0.1:1883";
 
 fn build_config(args: &Args) -> anyhow::Result<Config> {
     let env = std::env::vars();
@@ -105,6 +107,15 @@ fn build_config(args: &Args) -> anyhow::Result<Config> {
     set(&mut cfg.cluster.gossip_addr, &args.gossip_addr);
     set(&mut cfg.cluster.grpc_addr, &args.grpc_addr);
     set(&mut cfg.mqtt.broker, &args.mqtt_broker);
+    if args.dev && cfg.mqtt.broker.is_none() {
+        // No broker configured: embed one, so that `mosquitto_pub` works out of the box.
+        let listen = cfg
+            .mqtt
+            .embedded_broker
+            .get_or_insert_with(|| DEV_MQTT_ADDR.to_string())
+            .clone();
+        cfg.mqtt.broker = Some(format!("tcp://{listen}"));
+    }
     if let Some(d) = &args.data_dir {
         cfg.storage.data_dir = d.clone();
     }
@@ -163,6 +174,11 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cfg = build_config(&args)?;
     let dev = args.dev;
+    let mqtt_line = match (&cfg.mqtt.broker, &cfg.mqtt.embedded_broker) {
+        (_, Some(addr)) => format!("{addr}  (embedded broker; topics {:?})", cfg.mqtt.topics),
+        (Some(url), None) => format!("{url}  (topics {:?})", cfg.mqtt.topics),
+        (None, None) => "off".to_string(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata-worker")
@@ -182,6 +198,7 @@ fn main() -> anyhow::Result<()> {
                     addrs.tcp_json
                 );
                 println!("  binary ZTSD  {}  (seed 004)", addrs.binary);
+                println!("  MQTT         {mqtt_line}");
                 println!("  dev user     dev / dev; samples of any age accepted (backfill)");
                 println!("  data         ./{DEV_DIR}   (Ctrl-C to stop)");
             }

@@ -5,6 +5,7 @@
 //! then command-line flags. Unknown keys are refused, and every error names the key.
 
 mod duration;
+mod mqtt;
 mod overrides;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use duration::{parse_duration, HumanDuration};
+pub use mqtt::{MqttConfig, PayloadConfig};
 pub use overrides::apply_env_overrides;
 
 pub use crate::auth::UserEntry;
@@ -284,16 +286,6 @@ impl Default for ClusterConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MqttConfig {
-    /// `tcp://host:1883` or `ssl://host:8883`; unset disables MQTT ingest.
-    pub broker: Option<String>,
-    pub topics: Vec<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-}
-
 impl Config {
     /// Reads and validates a config file, applying `STRATA_*` overrides from `env`.
     pub fn load(
@@ -380,6 +372,7 @@ impl Config {
         if self.limits.max_frame_bytes < 1024 {
             return Err(invalid("limits.max_frame_bytes", "must be at least 1024"));
         }
+        self.mqtt.validate()?;
         self.engine_options(Path::new("."))
             .validate()
             .map_err(|e| invalid("storage", e))?;

@@ -221,6 +221,9 @@ pub async fn exposition(State(ctx): State<AppState>) -> impl IntoResponse {
         ctx.metrics.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
     );
     sample(&mut o, &format!("{h}_count"), "", count as f64);
+    if let Some(m) = &ctx.mqtt {
+        m.render(&mut o);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -56,6 +56,8 @@ pub struct AppContext {
     pub streams: stream::StreamLimits,
     /// Metric metadata received by remote write, for `/api/v1/metadata`.
     pub metadata: Arc<crate::metadata::MetadataStore>,
+    /// MQTT ingest counters, when MQTT ingest is on.
+    pub mqtt: Option<Arc<crate::ingest::mqtt::MqttMetrics>>,
 }
 
 pub type AppState = Arc<AppContext>;

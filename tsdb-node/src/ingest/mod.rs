@@ -14,6 +14,7 @@ pub use budget::{BudgetBusy, BudgetPermit, WriteBudget};
 pub mod binary;
 pub mod budget;
 pub mod line_protocol;
+pub mod mqtt;
 pub mod remote_write;
 
 /// A batch of samples that has just been made durable, as published to live subscribers.

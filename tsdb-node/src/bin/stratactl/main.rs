@@ -11,6 +11,7 @@ mod output;
 mod proto;
 mod query;
 mod query_bench;
+mod simulate;
 mod storage_bench;
 mod timespec;
 mod workload;
@@ -75,6 +76,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Load-test ingestion over a protocol, or the latency of a query.
     Bench(load_bench::BenchArgs),
+    /// Simulated devices publishing live readings (seed 001's `--sim`), e.g. `simulate mqtt`.
+    Simulate(simulate::SimulateArgs),
     /// Offline tools that work directly on a node's storage directories.
     #[command(subcommand)]
     Storage(StorageCommand),
@@ -116,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         Command::Downsample => info::admin(&api, "downsample"),
         Command::Generate(a) => generate::run(&endpoints(), a),
         Command::Bench(a) => load_bench::run(&endpoints(), a),
+        Command::Simulate(a) => simulate::run(a),
         Command::Storage(StorageCommand::Bench(a)) => storage_bench::run(a),
         Command::Storage(StorageCommand::Inspect(a)) => inspect::run(a),
         Command::Storage(StorageCommand::QueryBench(a)) => query_bench::run(a),

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# MQTT ingest benchmark (BENCHMARKS.md): messages/s stored end to end by a strata-node, against
+# the broker's own ceiling measured the same way: a plain `mosquitto_sub` counting the same
+# publisher load to /dev/null. Needs release binaries and mosquitto + mosquitto-clients.
+#
+#   cargo build --release --bin strata-node --bin stratactl
+#   scripts/bench-mqtt.sh [messages] [qos...]        # default: 200000 messages, QoS 0 and 1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-200000}
+shift || true
+QOS_LIST=${*:-0 1}
+BIN=${STRATA_BIN:-target/release}
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_broker() {
+  BROKER_PORT=$(free_port)
+  # Unlimited in-flight QoS 1 messages per client: with acks sent only after the WAL commit,
+  # mosquitto's default of 20 would cap the node at 20 messages per fsync.
+  cat >"$WORK/mosquitto.conf" <<CONF
+listener $BROKER_PORT 127.0.0.1
+allow_anonymous true
+max_inflight_messages 0
+max_queued_messages 0
+CONF
+  "$MOSQUITTO" -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
+  BROKER_PID=$!
+  PIDS+=("$BROKER_PID")
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && return; sleep 0.1; done
+  echo "mosquitto did not start" >&2; exit 1
+}
+
+stop_broker() { kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; }
+
+publish() { # qos
+  "$BIN/stratactl" simulate mqtt --broker "tcp://127.0.0.1:$BROKER_PORT" --devices 100 \
+    --metrics 4 --rate 0 --count "$N" --qos "$1" --quiet >"$WORK/pub.out"
+}
+
+now() { date +%s.%N; }
+
+for QOS in $QOS_LIST; do
+  # 1. The ceiling: mosquitto_sub counting N messages to /dev/null.
+  start_broker
+  mosquitto_sub -p "$BROKER_PORT" -t 'iot/sensors/+' -q "$QOS" -C "$N" >/dev/null &
+  SUB=$!
+  sleep 0.5
+  T0=$(now)
+  publish "$QOS" &
+  PUB=$!
+  if timeout 300 tail --pid=$SUB -f /dev/null; then :; fi
+  T1=$(now)
+  wait $PUB || true
+  CEIL=$(python3 -c "print(round($N/($T1-$T0)))")
+  stop_broker
+
+  # 2. The node: the same load, timed until N messages are durable (its own counter).
+  start_broker
+  HTTP=$(free_port)
+  rm -rf "$WORK/node"; mkdir -p "$WORK/node"
+  cat >"$WORK/node/config.yaml" <<CONF
+server:
+  http_addr: 127.0.0.1:$HTTP
+  binary_addr: 127.0.0.1:$(free_port)
+  tcp_addr: 127.0.0.1:$(free_port)
+storage:
+  data_dir: $WORK/node/data
+  wal_dir: $WORK/node/wal
+mqtt:
+  broker: tcp://127.0.0.1:$BROKER_PORT
+  qos: $QOS
+  client_id: strata-bench
+CONF
+  RUST_LOG=warn "$BIN/strata-node" --config "$WORK/node/config.yaml" >/dev/null &
+  NODE=$!
+  PIDS+=("$NODE")
+  until [ "$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_connected"{print $2}')" = "1" ]; do sleep 0.1; done
+  sleep 0.5
+  T0=$(now)
+  publish "$QOS" &
+  PUB=$!
+  STORED=0
+  DEADLINE=$(( $(date +%s) + 300 ))
+  while [ "$STORED" -lt "$N" ] && [ "$(date +%s)" -lt "$DEADLINE" ]; do
+    sleep 0.05
+    STORED=$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_messages_stored_total"{print $2}')
+    STORED=${STORED:-0}
+  done
+  T1=$(now)
+  wait $PUB || true
+  NODE_RATE=$(python3 -c "print(round($STORED/($T1-$T0)))")
+  kill "$NODE"; wait "$NODE" 2>/dev/null || true
+  stop_broker
+  echo "QoS $QOS: mosquitto_sub ceiling $CEIL msgs/s; strata-node stored $STORED/$N at $NODE_RATE msgs/s ($(python3 -c "print(round(100*$NODE_RATE/$CEIL))") % of the ceiling); publisher: $(cat "$WORK/pub.out")"
+done

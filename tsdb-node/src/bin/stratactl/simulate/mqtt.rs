@@ -1,0 +1,279 @@
+//! `stratactl simulate mqtt`: N devices × M metrics publishing seed 001 JSON to
+//! `<topic-prefix>/<metric>` at a given rate, with a live msgs/s line.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tsdb_node::ingest::mqtt::BrokerUrl;
+
+use super::sensors::{Sensors, MAX_METRICS};
+
+#[derive(Args, Debug)]
+pub struct MqttSimArgs {
+    /// Broker URL (tcp://host:1883; ssl:// is not supported by the simulator).
+    #[arg(
+        long,
+        env = "STRATA_MQTT_BROKER",
+        default_value = "tcp://127.0.0.1:1883"
+    )]
+    pub broker: String,
+    /// Number of simulated devices (sensor_1 … sensor_N).
+    #[arg(long, default_value_t = 3)]
+    pub devices: usize,
+    /// Metrics per device: temperature, humidity, pressure, co2, light, voltage, vibration,
+    /// motion (in that order).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MAX_METRICS as i64))]
+    pub metrics: u8,
+    /// Messages per second over all devices; 0 publishes as fast as the broker takes them.
+    /// Default: one reading per device and metric per second.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Stop after this many messages (default: run until interrupted or --duration).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// QoS of the publishes (1 waits for the broker's PUBACK of each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+    /// Topic prefix; each reading goes to <prefix>/<metric>.
+    #[arg(long, default_value = "iot/sensors")]
+    pub topic_prefix: String,
+    /// Device id prefix.
+    #[arg(long, default_value = "sensor_")]
+    pub device_prefix: String,
+    /// Timestamp unit in the payload: ms (default) or s (seed 001's example).
+    #[arg(long, default_value = "ms", value_parser = ["ms", "s"])]
+    pub timestamp_unit: String,
+    #[arg(long, env = "STRATA_MQTT_USERNAME")]
+    pub username: Option<String>,
+    #[arg(long, env = "STRATA_MQTT_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Client id (default: strata-sim-<pid>).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Seed of the value generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// QoS 1 messages in flight at once.
+    #[arg(long, default_value_t = 1000)]
+    pub inflight: u16,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Publishes and acknowledgements, shared with the event-loop task.
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    errors: AtomicU64,
+    done: AtomicBool,
+}
+
+pub fn run(a: MqttSimArgs) -> Result<()> {
+    if a.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    let url = BrokerUrl::parse(&a.broker).map_err(|e| anyhow!("--broker: {e}"))?;
+    if url.tls {
+        bail!("the simulator publishes over tcp:// only");
+    }
+    let duration = a
+        .duration
+        .as_deref()
+        .map(tsdb_node::config::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow!("--duration: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(publish(a, url, duration))
+}
+
+async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> Result<()> {
+    let metrics = usize::from(a.metrics);
+    let series = a.devices * metrics;
+    let rate = a.rate.unwrap_or(series as u64);
+    let client_id = a
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("strata-sim-{}", std::process::id()));
+    let mut o = MqttOptions::new(client_id, url.host.clone(), url.port);
+    o.set_keep_alive(Duration::from_secs(30))
+        .set_inflight(a.inflight.max(1))
+        .set_clean_session(true);
+    if let Some(u) = &a.username {
+        o.set_credentials(u.clone(), a.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(o, 10_000);
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let broker = url.to_string();
+    let events = tokio::spawn(async move {
+        let mut connected_once = false;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    c.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => connected_once = true,
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    if c.done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    if !connected_once {
+                        eprintln!("cannot reach {broker}: {e}; retrying");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+
+    let qos = if a.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let topics: Vec<String> = (0..metrics)
+        .map(|m| {
+            format!(
+                "{}/{}",
+                a.topic_prefix,
+                Sensors::new(1, metrics, 0).metric_name(m)
+            )
+        })
+        .collect();
+    let mut sensors = Sensors::new(a.devices, metrics, a.seed);
+    // JSON-quoted once, so that odd prefixes cannot break the payload.
+    let device_json: Vec<String> = (1..=a.devices)
+        .map(|d| serde_json::to_string(&format!("{}{d}", a.device_prefix)))
+        .collect::<Result<_, _>>()?;
+    let metric_json: Vec<String> = (0..metrics)
+        .map(|m| serde_json::to_string(sensors.metric_name(m)))
+        .collect::<Result<_, _>>()?;
+
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {msg}",
+        )?)
+    };
+    let started = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    let mut i: u64 = 0;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
+    loop {
+        if a.count.is_some_and(|n| i >= n)
+            || duration.is_some_and(|d| started.elapsed() >= d)
+            || interrupted.load(Ordering::Relaxed)
+        {
+            break;
+        }
+        if rate > 0 {
+            // Send on schedule: message i is due at i / rate seconds.
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let s = (i % series as u64) as usize;
+        let (device, metric) = (s / metrics, s % metrics);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let ts = if a.timestamp_unit == "s" {
+            (now_ms / 1000).to_string()
+        } else {
+            now_ms.to_string()
+        };
+        let value = sensors.read(device, metric, now_ms);
+        let (Some(dev), Some(met), Some(topic)) = (
+            device_json.get(device),
+            metric_json.get(metric),
+            topics.get(metric),
+        ) else {
+            bail!("series index out of range");
+        };
+        let payload = format!(
+            "{{\"device_id\":{dev},\"metric_name\":{met},\"timestamp\":{ts},\"value\":{value}}}"
+        );
+        client
+            .publish(topic.as_str(), qos, false, payload)
+            .await
+            .context("the MQTT client stopped")?;
+        i += 1;
+        counters.sent.store(i, Ordering::Relaxed);
+        if i % 256 == 0 || rate < 100 {
+            let el = last_report.0.elapsed();
+            if el >= Duration::from_millis(500) {
+                let per_sec = (i - last_report.1) as f64 / el.as_secs_f64();
+                last_report = (Instant::now(), i);
+                bar.set_message(progress(&counters, per_sec, a.qos));
+                bar.tick();
+            }
+        }
+    }
+    // QoS 1: wait for the broker to acknowledge everything sent.
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    while a.qos == 1
+        && counters.acked.load(Ordering::Relaxed) < i
+        && Instant::now() < wait_until
+        && !interrupted.load(Ordering::Relaxed)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    counters.done.store(true, Ordering::Relaxed);
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
+    bar.finish_and_clear();
+    let acked = counters.acked.load(Ordering::Relaxed);
+    println!(
+        "published {i} messages ({} devices x {metrics} metrics) at QoS {} in {secs:.2}s ({:.0} msgs/s){}",
+        a.devices,
+        a.qos,
+        i as f64 / secs.max(1e-9),
+        if a.qos == 1 {
+            format!(", {acked} acknowledged by the broker")
+        } else {
+            String::new()
+        }
+    );
+    if a.qos == 1 && acked < i {
+        bail!("{} messages were not acknowledged by the broker", i - acked);
+    }
+    Ok(())
+}
+
+fn progress(c: &Counters, per_sec: f64, qos: u8) -> String {
+    let sent = c.sent.load(Ordering::Relaxed);
+    let mut s = format!("{sent} messages sent, {per_sec:.0} msgs/s");
+    if qos == 1 {
+        s.push_str(&format!(", {} acked", c.acked.load(Ordering::Relaxed)));
+    }
+    let errors = c.errors.load(Ordering::Relaxed);
+    if errors > 0 {
+        s.push_str(&format!(", {errors} connection errors"));
+    }
+    s
+}

@@ -1,0 +1,189 @@
+//! The `mqtt` section: which broker to subscribe to, how, and how payloads map to samples.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{invalid, ConfigError, HumanDuration};
+
+/// MQTT ingest (DESIGN.md "Ingest contracts" 3). Disabled unless `broker` is set.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `tcp://host:1883` (also `mqtt://`) or `ssl://host:8883` (also `mqtts://`); unset
+    /// disables MQTT ingest.
+    pub broker: Option<String>,
+    /// Client id; defaults to the node id, prefixed `strata-` unless it already is. It must be stable across restarts, since the
+    /// broker keeps the persistent session (and the unacknowledged messages) under it.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file with the CA certificates trusted for `ssl://` (default: the Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that require mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Topic filters to subscribe to.
+    pub topics: Vec<String>,
+    /// Subscription QoS: 0 (at most once) or 1 (acknowledged after the write is durable).
+    pub qos: u8,
+    /// When set, every filter is subscribed as `$share/<group>/<filter>`, so that the broker
+    /// hands each message to one member of the group (one node of a cluster).
+    pub shared_group: Option<String>,
+    /// `false` (default) keeps a persistent session: messages published while the node is
+    /// down, or delivered but not yet acknowledged, are delivered again when it reconnects.
+    pub clean_session: bool,
+    pub keep_alive: HumanDuration,
+    /// Largest MQTT packet accepted from the broker; a larger one breaks the connection, so
+    /// keep it above `max_payload_bytes` (which only makes a message invalid).
+    pub max_packet_bytes: usize,
+    /// Payloads above this are counted invalid, acknowledged and dropped.
+    pub max_payload_bytes: usize,
+    /// Most messages stored by one write (one WAL commit).
+    pub batch_max_messages: usize,
+    /// First and largest delay between reconnection attempts (doubling in between).
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
+    /// Address for an embedded broker started by the node (`strata-node --dev` sets
+    /// 127.0.0.1:1883 when no broker is configured).
+    pub embedded_broker: Option<String>,
+    /// How payloads become samples.
+    pub payload: PayloadConfig,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: None,
+            client_id: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            topics: vec!["iot/sensors/+".into()],
+            qos: 1,
+            shared_group: None,
+            clean_session: false,
+            keep_alive: HumanDuration::from_secs(30),
+            max_packet_bytes: 1 << 20,
+            max_payload_bytes: 64 << 10,
+            batch_max_messages: 8192,
+            reconnect_min: HumanDuration(std::time::Duration::from_millis(100)),
+            reconnect_max: HumanDuration::from_secs(30),
+            embedded_broker: None,
+            payload: PayloadConfig::default(),
+        }
+    }
+}
+
+/// Hand-written so that the password never reaches a log.
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("topics", &self.topics)
+            .field("qos", &self.qos)
+            .field("shared_group", &self.shared_group)
+            .field("clean_session", &self.clean_session)
+            .field("embedded_broker", &self.embedded_broker)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a JSON payload maps to a sample. The default is seed 001's
+/// `{"device_id", "metric_name", "timestamp", "value"}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PayloadConfig {
+    pub value_field: String,
+    pub metric_field: String,
+    pub timestamp_field: String,
+    pub device_field: String,
+    /// Label that carries the device id.
+    pub device_label: String,
+    /// When set, the metric name is this level of the topic (0-based: 2 in
+    /// `iot/sensors/temperature` is `temperature`) instead of the payload's field.
+    pub metric_topic_level: Option<usize>,
+    /// When set, the device id is this level of the topic instead of the payload's field.
+    pub device_topic_level: Option<usize>,
+    /// `auto` (numbers by magnitude: s, ms, µs or ns; strings as RFC 3339), `s`, `ms`, `us`,
+    /// `ns` or `rfc3339`. A payload without a timestamp is stamped with the arrival time.
+    pub timestamp_unit: String,
+    /// Other scalar fields of the payload become labels.
+    pub extra_fields_as_labels: bool,
+}
+
+impl Default for PayloadConfig {
+    fn default() -> Self {
+        PayloadConfig {
+            value_field: "value".into(),
+            metric_field: "metric_name".into(),
+            timestamp_field: "timestamp".into(),
+            device_field: "device_id".into(),
+            device_label: "device_id".into(),
+            metric_topic_level: None,
+            device_topic_level: None,
+            timestamp_unit: "auto".into(),
+            extra_fields_as_labels: true,
+        }
+    }
+}
+
+impl MqttConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.qos > 1 {
+            return Err(invalid("mqtt.qos", "must be 0 or 1"));
+        }
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.is_empty()) {
+            return Err(invalid(
+                "mqtt.topics",
+                "needs at least one non-empty filter",
+            ));
+        }
+        if let Some(g) = &self.shared_group {
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                return Err(invalid(
+                    "mqtt.shared_group",
+                    "must be non-empty without '/', '+' or '#'",
+                ));
+            }
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(invalid(
+                "mqtt",
+                "client_cert_file and client_key_file must be given together",
+            ));
+        }
+        if self.max_payload_bytes == 0 || self.max_packet_bytes < self.max_payload_bytes {
+            return Err(invalid(
+                "mqtt.max_packet_bytes",
+                "must be at least max_payload_bytes, which must be above 0",
+            ));
+        }
+        if self.batch_max_messages == 0 {
+            return Err(invalid("mqtt.batch_max_messages", "must be at least 1"));
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
+            return Err(invalid(
+                "mqtt.reconnect_min",
+                "must be above 0 and at most reconnect_max",
+            ));
+        }
+        if let Some(b) = &self.broker {
+            crate::ingest::mqtt::BrokerUrl::parse(b).map_err(|e| invalid("mqtt.broker", e))?;
+        }
+        if let Some(a) = &self.embedded_broker {
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|e| invalid("mqtt.embedded_broker", format!("{a:?}: {e}")))?;
+        }
+        crate::ingest::mqtt::PayloadMapping::from_config(&self.payload)
+            .map_err(|e| invalid("mqtt.payload", e))?;
+        Ok(())
+    }
+}

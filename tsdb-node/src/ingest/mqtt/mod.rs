@@ -1,0 +1,120 @@
+//! MQTT ingest (DESIGN.md "Ingest contracts" 3, seed 001): the node subscribes to a broker
+//! and stores every sensor reading it is handed.
+//!
+//! Three parts, each in its own file, as with the other protocols:
+//! - [`payload`]: message bytes → sample (pure; property-tested and fuzzed);
+//! - [`connection`]: rumqttc's event loop, (re)subscription, reconnect with backoff;
+//! - [`dispatch`]: batches → [`IngestSink::write`] → acknowledgements, QoS 1 acked only after
+//!   the write is durable.
+//!
+//! The protocol is MQTT 3.1.1: it is what rumqttd's listener and the mosquitto clients speak
+//! by default, it has persistent sessions (`clean_session = false`) and brokers such as
+//! mosquitto and EMQX accept `$share/<group>/<filter>` shared subscriptions over it.
+
+mod broker;
+mod connection;
+mod dispatch;
+mod metrics;
+mod options;
+pub mod payload;
+mod url;
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use broker::start_embedded;
+pub use metrics::{MqttCounts, MqttMetrics};
+pub use options::{default_client_id, subscriptions};
+pub use payload::{PayloadError, PayloadMapping, TimestampUnit};
+pub use url::BrokerUrl;
+
+use crate::config::MqttConfig;
+use crate::ingest::IngestSink;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("mqtt.broker: {0}")]
+    Url(String),
+    #[error("mqtt.payload: {0}")]
+    Mapping(String),
+    #[error("MQTT TLS: {0}")]
+    Tls(String),
+    #[error("embedded MQTT broker on {addr}: {source}")]
+    EmbeddedBroker {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running MQTT subscriber.
+pub struct MqttIngest {
+    task: JoinHandle<()>,
+}
+
+impl MqttIngest {
+    /// Connects (in the background, retrying forever) to `cfg.broker` and stores what arrives
+    /// through `sink`. Stops when `stop` turns true: the last batch is stored and
+    /// acknowledged, then the client disconnects. Errors only on invalid configuration.
+    pub fn start(
+        cfg: &MqttConfig,
+        node_id: &str,
+        base: &Path,
+        sink: IngestSink,
+        metrics: Arc<MqttMetrics>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Option<MqttIngest>, MqttError> {
+        let Some(broker) = &cfg.broker else {
+            return Ok(None);
+        };
+        let url = BrokerUrl::parse(broker).map_err(MqttError::Url)?;
+        let mapping = PayloadMapping::from_config(&cfg.payload)
+            .map_err(MqttError::Mapping)?
+            .with_max_payload_bytes(cfg.max_payload_bytes);
+        let opts = options::client_options(cfg, &url, node_id, base)?;
+        tracing::info!(broker = %url, client_id = %opts.client_id(), topics = ?cfg.topics,
+            shared_group = ?cfg.shared_group, qos = cfg.qos, "starting MQTT ingest");
+        let (client, eventloop) = rumqttc::AsyncClient::new(opts, options::request_capacity());
+        let generation = Arc::new(AtomicU64::new(0));
+        // Room for two batches: one being written, one filling up.
+        let (tx, rx) = mpsc::channel(cfg.batch_max_messages.saturating_mul(2));
+        let (done_tx, done_rx) = oneshot::channel();
+        let dispatcher = dispatch::Dispatcher {
+            sink,
+            mapping,
+            client: client.clone(),
+            metrics: metrics.clone(),
+            generation: generation.clone(),
+            batch_max: cfg.batch_max_messages,
+            retry_min: cfg.reconnect_min.0,
+            retry_max: cfg.reconnect_max.0,
+            stop: stop.clone(),
+        };
+        let connection = connection::Connection {
+            client,
+            eventloop,
+            url,
+            subscriptions: subscriptions(cfg),
+            metrics,
+            generation,
+            reconnect_min: cfg.reconnect_min.0,
+            reconnect_max: cfg.reconnect_max.0,
+        };
+        tokio::spawn(async move {
+            dispatcher.run(rx).await;
+            let _ = done_tx.send(());
+        });
+        let task = tokio::spawn(connection.run(tx, stop, done_rx));
+        Ok(Some(MqttIngest { task }))
+    }
+
+    /// Waits until the subscriber has stopped (after `stop` turned true).
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "MQTT connection task failed");
+        }
+    }
+}
