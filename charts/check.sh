@@ -54,6 +54,15 @@ validate all-on "${all_on[@]}"
 
 echo "== custom resources against the CRD schema"
 python3 charts/validate_crs.py "$crd" "$work/all-on/custom.yaml" operator/examples/*.yaml
+# The check itself must catch an unknown field and a wrong type.
+printf '%s\n' 'apiVersion: strata.dev/v1alpha1' 'kind: TimeSeriesCluster' 'metadata: {name: bad}' \
+  'spec: {replicas: "three", storage: {data: {size: 1Gi, sise: 2Gi}}}' >"$work/bad.yaml"
+if python3 charts/validate_crs.py "$crd" "$work/bad.yaml" >"$work/bad.log"; then
+  echo "validate_crs.py accepted an invalid resource" >&2
+  exit 1
+fi
+grep -q "'sise' was unexpected" "$work/bad.log"
+grep -q "'three' is not of type 'integer'" "$work/bad.log"
 python3 - "$work/all-on/custom.yaml" <<'PY'
 import sys, yaml
 monitors = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ServiceMonitor"]

@@ -47,10 +47,15 @@ def main(argv):
     with open(argv[1], encoding="utf-8") as f:
         crd = yaml.safe_load(f)
     names = crd["spec"]["names"]
-    schemas = {
-        f'{crd["spec"]["group"]}/{v["name"]}': nullable(strict(v["schema"]["openAPIV3Schema"]))
-        for v in crd["spec"]["versions"]
-    }
+    schemas = {}
+    for v in crd["spec"]["versions"]:
+        schema = v["schema"]["openAPIV3Schema"]
+        # Every object has these; the API server validates them itself, so CRDs omit them.
+        props = schema.setdefault("properties", {})
+        props.setdefault("apiVersion", {"type": "string"})
+        props.setdefault("kind", {"type": "string"})
+        props.setdefault("metadata", {"type": "object"})
+        schemas[f'{crd["spec"]["group"]}/{v["name"]}'] = nullable(strict(schema))
     failed = checked = 0
     for path in argv[2:]:
         with open(path, encoding="utf-8") as f:
