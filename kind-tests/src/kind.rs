@@ -1,0 +1,218 @@
+//! The scenarios' target on a real Kubernetes cluster (kind in CI), driven through `kubectl`:
+//! the operator does the work, the target only changes the resource and waits for its status.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::client::wait_until;
+use crate::{Endpoints, Target};
+
+/// Local ports the port-forward to the client Service listens on.
+const LOCAL_HTTP: u16 = 18181;
+const LOCAL_TCP: u16 = 15433;
+const LOCAL_BINARY: u16 = 19876;
+
+/// A `TimeSeriesCluster` on the cluster `kubectl` points at.
+pub struct KindTarget {
+    namespace: String,
+    name: String,
+    credentials: (String, String),
+    forward: Option<Child>,
+    timeout: Duration,
+}
+
+fn kubectl(args: &[&str]) -> Result<String> {
+    let out = Command::new("kubectl")
+        .args(args)
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl KindTarget {
+    /// The cluster `namespace/name`, whose TCP JSON user is `credentials`.
+    pub fn new(namespace: &str, name: &str, credentials: (String, String)) -> KindTarget {
+        KindTarget {
+            namespace: namespace.into(),
+            name: name.into(),
+            credentials,
+            forward: None,
+            timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// Creates (or updates) the resource with `spec` (YAML, indented by two spaces).
+    pub fn apply(&self, spec: &str) -> Result<()> {
+        let manifest = format!(
+            "apiVersion: strata.dev/v1alpha1\nkind: TimeSeriesCluster\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n{spec}",
+            self.name, self.namespace
+        );
+        let mut child = Command::new("kubectl")
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("kubectl apply")?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .context("kubectl stdin")?
+            .write_all(manifest.as_bytes())?;
+        if !child.wait()?.success() {
+            bail!("kubectl apply of {} failed", self.name);
+        }
+        Ok(())
+    }
+
+    /// Deletes the resource and waits until it is gone.
+    pub fn delete(&self) -> Result<()> {
+        kubectl(&[
+            "-n",
+            &self.namespace,
+            "delete",
+            "tsc",
+            &self.name,
+            "--wait=true",
+            "--timeout=300s",
+        ])?;
+        Ok(())
+    }
+
+    fn jsonpath(&self, path: &str) -> Result<String> {
+        kubectl(&[
+            "-n",
+            &self.namespace,
+            "get",
+            "tsc",
+            &self.name,
+            "-o",
+            &format!("jsonpath={{{path}}}"),
+        ])
+    }
+
+    fn patch(&self, patch: &str) -> Result<()> {
+        kubectl(&[
+            "-n",
+            &self.namespace,
+            "patch",
+            "tsc",
+            &self.name,
+            "--type",
+            "merge",
+            "-p",
+            patch,
+        ])?;
+        Ok(())
+    }
+
+    /// Waits until the operator reports the cluster steady at `replicas` ready nodes for the
+    /// current generation.
+    pub fn wait_steady(&self, replicas: i32) -> Result<()> {
+        wait_until("the cluster to be steady", self.timeout, || {
+            let generation = self.jsonpath(".metadata.generation")?;
+            let observed = self.jsonpath(".status.observedGeneration")?;
+            let ready = self.jsonpath(".status.readyReplicas")?;
+            let phase = self.jsonpath(".status.phase")?;
+            Ok(generation == observed && ready == replicas.to_string() && phase == "Running")
+        })
+    }
+
+    fn stop_forward(&mut self) {
+        if let Some(mut c) = self.forward.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for KindTarget {
+    fn drop(&mut self) {
+        self.stop_forward();
+    }
+}
+
+impl Target for KindTarget {
+    fn endpoints(&mut self) -> Result<Endpoints> {
+        // kubectl port-forward pins one pod of the Service; a fresh forward per call spreads
+        // the scenarios over the nodes and survives the pod it used being killed.
+        self.stop_forward();
+        let child = Command::new("kubectl")
+            .args([
+                "-n",
+                &self.namespace,
+                "port-forward",
+                &format!("svc/{}", self.name),
+            ])
+            .arg(format!("{LOCAL_HTTP}:8181"))
+            .arg(format!("{LOCAL_TCP}:5433"))
+            .arg(format!("{LOCAL_BINARY}:9876"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("kubectl port-forward")?;
+        self.forward = Some(child);
+        let ep = Endpoints {
+            http: format!("http://127.0.0.1:{LOCAL_HTTP}"),
+            tcp_json: format!("127.0.0.1:{LOCAL_TCP}"),
+            binary: format!("127.0.0.1:{LOCAL_BINARY}"),
+        };
+        let health = format!("{}/health", ep.http);
+        wait_until("the port-forward", Duration::from_secs(30), || {
+            Ok(ureq::get(&health).call().is_ok())
+        })?;
+        Ok(ep)
+    }
+
+    fn credentials(&self) -> (String, String) {
+        self.credentials.clone()
+    }
+
+    fn kill_pod(&mut self, ordinal: i32) -> Result<()> {
+        let pod = format!("{}-{ordinal}", self.name);
+        kubectl(&[
+            "-n",
+            &self.namespace,
+            "delete",
+            "pod",
+            &pod,
+            "--grace-period=0",
+            "--force",
+        ])?;
+        let replicas: i32 = self.jsonpath(".spec.replicas")?.trim().parse()?;
+        std::thread::sleep(Duration::from_secs(2));
+        self.wait_steady(replicas)
+    }
+
+    fn roll_image(&mut self, image: &str) -> Result<()> {
+        self.patch(&format!("{{\"spec\":{{\"image\":\"{image}\"}}}}"))?;
+        let replicas: i32 = self.jsonpath(".spec.replicas")?.trim().parse()?;
+        wait_until("the rollout", self.timeout, || {
+            Ok(self.jsonpath(".status.currentImage")? == image)
+        })?;
+        self.wait_steady(replicas)
+    }
+
+    fn scale(&mut self, replicas: i32) -> Result<()> {
+        self.patch(&format!("{{\"spec\":{{\"replicas\":{replicas}}}}}"))?;
+        wait_until("the scale", self.timeout, || {
+            Ok(self.jsonpath(".status.replicas")? == replicas.to_string())
+        })?;
+        self.wait_steady(replicas)
+    }
+
+    fn clustered(&mut self) -> Result<bool> {
+        let ep = self.endpoints()?;
+        Ok(ureq::get(&format!("{}/api/v1/cluster/members", ep.http))
+            .call()
+            .is_ok())
+    }
+}

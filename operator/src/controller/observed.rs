@@ -1,0 +1,79 @@
+//! What one reconcile reads from the cluster before deciding anything.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
+
+use super::node_api::Member;
+use crate::resources::Names;
+
+/// The cluster's state as read at the start of a reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The StatefulSet, when it exists.
+    pub statefulset: Option<StatefulSet>,
+    /// Pods selected by the cluster's node labels.
+    pub pods: Vec<Pod>,
+    /// Claims of the cluster's pods (both templates).
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    /// The ring as a node reports it; `None` when no node could be asked or none serves the
+    /// cluster API.
+    pub members: Option<Vec<Member>>,
+}
+
+impl Observed {
+    /// Replicas the StatefulSet currently asks for.
+    pub fn current_replicas(&self) -> Option<i32> {
+        self.statefulset
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas)
+    }
+
+    /// The revision new pods get, once the StatefulSet controller has seen the template.
+    pub fn update_revision(&self) -> Option<&str> {
+        self.statefulset
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.update_revision.as_deref())
+    }
+
+    /// Pods whose Ready condition is true.
+    pub fn ready_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().filter(|p| is_ready(p))
+    }
+
+    /// The pod with this name.
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.name_any() == name)
+    }
+
+    /// Ring state of `id`, if the ring reports it.
+    pub fn member_state(&self, id: &str) -> Option<&str> {
+        self.members
+            .as_ref()?
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.state.as_str())
+    }
+}
+
+/// The pod's Ready condition is true and it is not being deleted.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The StatefulSet ordinal of a pod or claim name (`<cluster>-<n>` or `<tmpl>-<cluster>-<n>`).
+pub fn ordinal(names: &Names, prefix: &str, name: &str) -> Option<i32> {
+    name.strip_prefix(prefix)?
+        .strip_prefix(&names.cluster)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+        .filter(|n: &i32| *n >= 0)
+}
