@@ -223,7 +223,7 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
             .context("the MQTT client stopped")?;
         i += 1;
         counters.sent.store(i, Ordering::Relaxed);
-        if i % 256 == 0 || rate < 100 {
+        if i.is_multiple_of(256) || rate < 100 {
             let el = last_report.0.elapsed();
             if el >= Duration::from_millis(500) {
                 let per_sec = (i - last_report.1) as f64 / el.as_secs_f64();
