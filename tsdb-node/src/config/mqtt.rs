@@ -202,9 +202,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.mqtt.topics, vec!["iot/sensors/+".to_string()]);
         assert_eq!(c.mqtt.payload.metric_topic_level, Some(2));
-        let env = vec![("STRATA_MQTT__BROKER".to_string(), "tcp://b:1884".to_string())];
+        let env = vec![(
+            "STRATA_MQTT__BROKER".to_string(),
+            "tcp://b:1884".to_string(),
+        )];
         assert_eq!(
-            Config::from_yaml("", "f", env).unwrap().mqtt.broker.as_deref(),
+            Config::from_yaml("", "f", env)
+                .unwrap()
+                .mqtt
+                .broker
+                .as_deref(),
             Some("tcp://b:1884")
         );
         for (yaml, key) in [
@@ -212,10 +219,22 @@ mod tests {
             ("mqtt:\n  qos: 2\n", "mqtt.qos"),
             ("mqtt:\n  topics: []\n", "mqtt.topics"),
             ("mqtt:\n  shared_group: a/b\n", "mqtt.shared_group"),
-            ("mqtt:\n  payload:\n    timestamp_unit: minutes\n", "mqtt.payload"),
-            ("mqtt:\n  payload:\n    device_label: bad-name\n", "mqtt.payload"),
-            ("mqtt:\n  max_payload_bytes: 2000000\n", "mqtt.max_packet_bytes"),
-            ("mqtt:\n  embedded_broker: nowhere\n", "mqtt.embedded_broker"),
+            (
+                "mqtt:\n  payload:\n    timestamp_unit: minutes\n",
+                "mqtt.payload",
+            ),
+            (
+                "mqtt:\n  payload:\n    device_label: bad-name\n",
+                "mqtt.payload",
+            ),
+            (
+                "mqtt:\n  max_payload_bytes: 2000000\n",
+                "mqtt.max_packet_bytes",
+            ),
+            (
+                "mqtt:\n  embedded_broker: nowhere\n",
+                "mqtt.embedded_broker",
+            ),
             ("mqtt:\n  client_cert_file: c.pem\n", "mqtt"),
             ("mqtt:\n  brokr: tcp://x\n", "brokr"),
         ] {
