@@ -218,3 +218,54 @@ fn embedded_broker_takes_mosquitto_pub() {
     });
     node.stop();
 }
+
+#[test]
+fn shared_subscription_hands_each_message_to_one_node() {
+    if !mosquitto_available("shared_subscription_hands_each_message_to_one_node") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("mosquitto"));
+    let nodes: Vec<RunningNode> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let d = dir.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            RunningNode::start(
+                &d,
+                "",
+                &format!(
+                    "mqtt:\n  broker: {}\n  client_id: strata-shared-{n}\n  shared_group: strata\n",
+                    broker.url()
+                ),
+            )
+        })
+        .collect();
+    for n in &nodes {
+        wait_until(Duration::from_secs(20), "the MQTT connections", || {
+            connected(n)
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    const N: u64 = 400;
+    let t0 = now_ms() - 60_000;
+    let lines: Vec<String> = (0..N)
+        .map(|i| reading("d1", "shared", t0 + i as i64, i as f64))
+        .collect();
+    let mut publisher = publish_lines(broker.addr, "iot/sensors/shared", 1, &lines);
+    assert!(publisher.wait().unwrap().success());
+    let counts = || -> Vec<u64> {
+        nodes
+            .iter()
+            .map(|n| sample_count(n.addrs.http, "shared"))
+            .collect()
+    };
+    wait_until(Duration::from_secs(20), "every message on one node", || {
+        counts().iter().sum::<u64>() == N
+    });
+    let c = counts();
+    assert!(c.iter().all(|n| *n > 0), "one node got nothing: {c:?}");
+    for n in nodes {
+        n.stop();
+    }
+}
