@@ -269,3 +269,45 @@ fn shared_subscription_hands_each_message_to_one_node() {
         n.stop();
     }
 }
+
+#[test]
+fn tls_broker_with_a_private_ca() {
+    if !mosquitto_available("tls_broker_with_a_private_ca") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let tls_dir = dir.path().join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let cert = tls_dir.join("server.pem");
+    let key = tls_dir.join("server.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let broker = Mosquitto::start_with(
+        &dir.path().join("mosquitto"),
+        &format!("certfile {}\nkeyfile {}\n", cert.display(), key.display()),
+    );
+    let url = format!("ssl://{}", broker.addr);
+    let node = RunningNode::start(
+        dir.path(),
+        "",
+        &mqtt_section(&url, &format!("  ca_file: {}\n", cert.display())),
+    );
+    wait_until(Duration::from_secs(20), "the TLS connection", || {
+        connected(&node)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut p = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.addr.port().to_string()])
+        .args(["--cafile", &cert.display().to_string(), "--insecure"])
+        .args(["-t", "iot/sensors/tls", "-q", "1", "-m"])
+        .arg(reading("d1", "tls", now_ms() - 1000, 7.0))
+        .spawn()
+        .unwrap();
+    assert!(p.wait().unwrap().success());
+    wait_until(Duration::from_secs(20), "the reading over TLS", || {
+        sample_count(node.addrs.http, "tls") == 1
+    });
+    node.stop();
+}
