@@ -311,3 +311,70 @@ fn tls_broker_with_a_private_ca() {
     });
     node.stop();
 }
+
+#[test]
+fn stratactl_simulate_mqtt_feeds_the_node() {
+    if !mosquitto_available("stratactl_simulate_mqtt_feeds_the_node") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("mosquitto"));
+    let node = RunningNode::start(dir.path(), "", &mqtt_section(&broker.url(), ""));
+    wait_until(Duration::from_secs(20), "the MQTT connection", || {
+        connected(&node)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratactl"))
+        .args(["simulate", "mqtt", "--broker", &broker.url()])
+        .args([
+            "--devices",
+            "5",
+            "--metrics",
+            "4",
+            "--rate",
+            "1000",
+            "--count",
+            "400",
+        ])
+        .args(["--qos", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("400 acknowledged"), "{stdout}");
+    let http = node.addrs.http;
+    wait_until(Duration::from_secs(20), "the simulated readings", || {
+        node_metric(http, "strata_mqtt_messages_stored_total") == Some(400.0)
+    });
+    // Every reading is its own sample: timestamps never repeat within a series.
+    let samples: u64 = ["temperature", "humidity", "pressure", "co2"]
+        .iter()
+        .map(|m| sample_count(http, m))
+        .sum();
+    assert_eq!(samples, 400);
+    assert_eq!(
+        node_metric(http, "strata_mqtt_messages_invalid_total"),
+        Some(0.0)
+    );
+    // Plausible values: indoor temperatures, humidity in percent.
+    let mut r = agent()
+        .get(format!("http://{http}/api/v1/query"))
+        .query(
+            "query",
+            "max(max_over_time(temperature[1h])) < 40 and min(min_over_time(humidity[1h])) >= 0",
+        )
+        .call()
+        .unwrap();
+    let v: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        v["data"]["result"].as_array().map(|a| a.len()),
+        Some(1),
+        "{v}"
+    );
+    assert!(sample_count(http, "temperature{device_id=\"sensor_5\"}") > 0);
+    node.stop();
+}
