@@ -218,3 +218,163 @@ fn embedded_broker_takes_mosquitto_pub() {
     });
     node.stop();
 }
+
+#[test]
+fn shared_subscription_hands_each_message_to_one_node() {
+    if !mosquitto_available("shared_subscription_hands_each_message_to_one_node") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("mosquitto"));
+    let nodes: Vec<RunningNode> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let d = dir.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            RunningNode::start(
+                &d,
+                "",
+                &format!(
+                    "mqtt:\n  broker: {}\n  client_id: strata-shared-{n}\n  shared_group: strata\n",
+                    broker.url()
+                ),
+            )
+        })
+        .collect();
+    for n in &nodes {
+        wait_until(Duration::from_secs(20), "the MQTT connections", || {
+            connected(n)
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    const N: u64 = 400;
+    let t0 = now_ms() - 60_000;
+    let lines: Vec<String> = (0..N)
+        .map(|i| reading("d1", "shared", t0 + i as i64, i as f64))
+        .collect();
+    let mut publisher = publish_lines(broker.addr, "iot/sensors/shared", 1, &lines);
+    assert!(publisher.wait().unwrap().success());
+    let counts = || -> Vec<u64> {
+        nodes
+            .iter()
+            .map(|n| sample_count(n.addrs.http, "shared"))
+            .collect()
+    };
+    wait_until(Duration::from_secs(20), "every message on one node", || {
+        counts().iter().sum::<u64>() == N
+    });
+    let c = counts();
+    assert!(c.iter().all(|n| *n > 0), "one node got nothing: {c:?}");
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn tls_broker_with_a_private_ca() {
+    if !mosquitto_available("tls_broker_with_a_private_ca") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let tls_dir = dir.path().join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let cert = tls_dir.join("server.pem");
+    let key = tls_dir.join("server.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let broker = Mosquitto::start_with(
+        &dir.path().join("mosquitto"),
+        &format!("certfile {}\nkeyfile {}\n", cert.display(), key.display()),
+    );
+    let url = format!("ssl://{}", broker.addr);
+    let node = RunningNode::start(
+        dir.path(),
+        "",
+        &mqtt_section(&url, &format!("  ca_file: {}\n", cert.display())),
+    );
+    wait_until(Duration::from_secs(20), "the TLS connection", || {
+        connected(&node)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut p = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.addr.port().to_string()])
+        .args(["--cafile", &cert.display().to_string(), "--insecure"])
+        .args(["-t", "iot/sensors/tls", "-q", "1", "-m"])
+        .arg(reading("d1", "tls", now_ms() - 1000, 7.0))
+        .spawn()
+        .unwrap();
+    assert!(p.wait().unwrap().success());
+    wait_until(Duration::from_secs(20), "the reading over TLS", || {
+        sample_count(node.addrs.http, "tls") == 1
+    });
+    node.stop();
+}
+
+#[test]
+fn stratactl_simulate_mqtt_feeds_the_node() {
+    if !mosquitto_available("stratactl_simulate_mqtt_feeds_the_node") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("mosquitto"));
+    let node = RunningNode::start(dir.path(), "", &mqtt_section(&broker.url(), ""));
+    wait_until(Duration::from_secs(20), "the MQTT connection", || {
+        connected(&node)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratactl"))
+        .args(["simulate", "mqtt", "--broker", &broker.url()])
+        .args([
+            "--devices",
+            "5",
+            "--metrics",
+            "4",
+            "--rate",
+            "1000",
+            "--count",
+            "400",
+        ])
+        .args(["--qos", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("400 acknowledged"), "{stdout}");
+    let http = node.addrs.http;
+    wait_until(Duration::from_secs(20), "the simulated readings", || {
+        node_metric(http, "strata_mqtt_messages_stored_total") == Some(400.0)
+    });
+    // Every reading is its own sample: timestamps never repeat within a series.
+    let samples: u64 = ["temperature", "humidity", "pressure", "co2"]
+        .iter()
+        .map(|m| sample_count(http, m))
+        .sum();
+    assert_eq!(samples, 400);
+    assert_eq!(
+        node_metric(http, "strata_mqtt_messages_invalid_total"),
+        Some(0.0)
+    );
+    // Plausible values: indoor temperatures, humidity in percent.
+    let mut r = agent()
+        .get(format!("http://{http}/api/v1/query"))
+        .query(
+            "query",
+            "max(max_over_time(temperature[1h])) < 40 and min(min_over_time(humidity[1h])) >= 0",
+        )
+        .call()
+        .unwrap();
+    let v: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        v["data"]["result"].as_array().map(|a| a.len()),
+        Some(1),
+        "{v}"
+    );
+    assert!(sample_count(http, "temperature{device_id=\"sensor_5\"}") > 0);
+    node.stop();
+}

@@ -187,3 +187,65 @@ impl MqttConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn mqtt_section_loads_and_bad_values_name_the_key() {
+        let c = Config::from_yaml(
+            "mqtt:\n  broker: ssl://broker:8883\n  shared_group: strata\n  qos: 0\n  payload:\n    metric_topic_level: 2\n    timestamp_unit: s\n",
+            "f",
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.topics, vec!["iot/sensors/+".to_string()]);
+        assert_eq!(c.mqtt.payload.metric_topic_level, Some(2));
+        let env = vec![(
+            "STRATA_MQTT__BROKER".to_string(),
+            "tcp://b:1884".to_string(),
+        )];
+        assert_eq!(
+            Config::from_yaml("", "f", env)
+                .unwrap()
+                .mqtt
+                .broker
+                .as_deref(),
+            Some("tcp://b:1884")
+        );
+        for (yaml, key) in [
+            ("mqtt:\n  broker: http://x\n", "mqtt.broker"),
+            ("mqtt:\n  qos: 2\n", "mqtt.qos"),
+            ("mqtt:\n  topics: []\n", "mqtt.topics"),
+            ("mqtt:\n  shared_group: a/b\n", "mqtt.shared_group"),
+            (
+                "mqtt:\n  payload:\n    timestamp_unit: minutes\n",
+                "mqtt.payload",
+            ),
+            (
+                "mqtt:\n  payload:\n    device_label: bad-name\n",
+                "mqtt.payload",
+            ),
+            (
+                "mqtt:\n  max_payload_bytes: 2000000\n",
+                "mqtt.max_packet_bytes",
+            ),
+            (
+                "mqtt:\n  embedded_broker: nowhere\n",
+                "mqtt.embedded_broker",
+            ),
+            ("mqtt:\n  client_cert_file: c.pem\n", "mqtt"),
+            ("mqtt:\n  brokr: tcp://x\n", "brokr"),
+        ] {
+            let e = Config::from_yaml(yaml, "f", Vec::new()).unwrap_err();
+            assert!(e.to_string().contains(key), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let c = Config::from_yaml("mqtt:\n  password: hunter2\n", "f", Vec::new()).unwrap();
+        assert!(!format!("{:?}", c.mqtt).contains("hunter2"));
+    }
+}

@@ -58,15 +58,22 @@ pub fn free_addr() -> SocketAddr {
 pub struct Mosquitto {
     pub addr: SocketAddr,
     dir: PathBuf,
+    listener_extra: String,
     child: Option<Child>,
 }
 
 impl Mosquitto {
     /// Starts mosquitto with persistence under `dir` on a free port.
     pub fn start(dir: &Path) -> Mosquitto {
+        Self::start_with(dir, "")
+    }
+
+    /// Starts mosquitto with extra lines for its listener (e.g. TLS files).
+    pub fn start_with(dir: &Path, listener_extra: &str) -> Mosquitto {
         let mut m = Mosquitto {
             addr: free_addr(),
             dir: dir.to_path_buf(),
+            listener_extra: listener_extra.to_string(),
             child: None,
         };
         m.spawn();
@@ -80,10 +87,11 @@ impl Mosquitto {
         let mut f = std::fs::File::create(&conf).unwrap();
         write!(
             f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+            "listener {port} 127.0.0.1\n{extra}allow_anonymous true\npersistence true\n\
              persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 1000000\n\
              log_dest file {dir}/mosquitto.log\n{user}",
             port = self.addr.port(),
+            extra = self.listener_extra,
             dir = self.dir.display(),
             // Started as root, mosquitto would drop to its own user, which cannot write the
             // persistence file into our private temporary directory.

@@ -176,6 +176,7 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
     let started = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
     let mut i: u64 = 0;
+    let mut last_ts = vec![i64::MIN / 2; series];
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -200,7 +201,14 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
         }
         let s = (i % series as u64) as usize;
         let (device, metric) = (s / metrics, s % metrics);
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        // Strictly increasing per series, so that a burst (catching up after a stall, or
+        // --rate 0) never gives two readings of one series the same millisecond, which
+        // storage would keep as one sample.
+        let Some(last) = last_ts.get_mut(s) else {
+            bail!("series index out of range");
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis().max(*last + 1);
+        *last = now_ms;
         let ts = if a.timestamp_unit == "s" {
             (now_ms / 1000).to_string()
         } else {
@@ -223,7 +231,7 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
             .context("the MQTT client stopped")?;
         i += 1;
         counters.sent.store(i, Ordering::Relaxed);
-        if i % 256 == 0 || rate < 100 {
+        if i.is_multiple_of(256) || rate < 100 {
             let el = last_report.0.elapsed();
             if el >= Duration::from_millis(500) {
                 let per_sec = (i - last_report.1) as f64 / el.as_secs_f64();

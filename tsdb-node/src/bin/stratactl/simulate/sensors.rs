@@ -172,10 +172,9 @@ mod tests {
         for step in 0..1000 {
             let t = 1_700_000_000_000 + step * 60_000;
             for d in 0..5 {
-                for m in 0..MAX_METRICS {
+                for (m, k) in KINDS.iter().enumerate() {
                     let v = a.read(d, m, t);
                     assert_eq!(v.to_bits(), b.read(d, m, t).to_bits());
-                    let k = &KINDS[m];
                     assert!(v >= k.min && v <= k.max, "{} {v}", k.name);
                 }
             }
