@@ -141,7 +141,12 @@ pub async fn exposition(State(ctx): State<AppState>) -> impl IntoResponse {
         "kind=\"rollup\"",
         stats.rollup_segments as f64,
     );
-    let counters: [(&str, &str, u64); 3] = [
+    let counters: [(&str, &str, u64); 4] = [
+        (
+            "strata_promql_rollup_selectors_total",
+            "PromQL range selectors answered from downsampled rollups.",
+            ctx.queries.rollup_selectors_total(),
+        ),
         (
             "strata_samples_appended_total",
             "Samples made durable by appends.",
