@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{FailureThrottle, ThrottleOptions, UserDb};
+use crate::cluster::{Cluster, ClusterSettings, ClusterSource};
 use crate::config::Config;
 use crate::http::auth::{HttpAuth, TokenDigest};
 use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
@@ -31,6 +32,8 @@ pub struct BoundAddrs {
     pub http: SocketAddr,
     pub binary: SocketAddr,
     pub tcp_json: SocketAddr,
+    /// The inter-node gRPC listener, when the node is clustered.
+    pub grpc: Option<SocketAddr>,
 }
 
 pub struct Node {
@@ -107,19 +110,6 @@ impl Node {
             _ => None,
         };
 
-        let ctx = Arc::new(AppContext {
-            engine: engine.clone(),
-            sink: IngestSink::new(engine.clone()),
-            queries: Arc::new(QueryEngine::new(engine.clone(), cfg.query_limits())),
-            node_id: self.node_id.clone(),
-            started,
-            ready: Default::default(),
-            metrics: HttpMetrics::default(),
-            max_request_bytes: cfg.limits.max_request_bytes,
-            auth: http_auth,
-            streams: StreamLimits::default(),
-        });
-
         let http_addr = cfg.http_addr();
         let http_listener = TcpListener::bind(&http_addr)
             .await
@@ -132,11 +122,47 @@ impl Node {
         let tcp_listener = TcpListener::bind(&tcp_addr)
             .await
             .with_context(|| format!("binding the TCP JSON listener on {tcp_addr}"))?;
+        let http_bound = http_listener.local_addr()?;
+        let cluster = match ClusterSettings::from_config(cfg, &self.base_dir, &self.node_id)? {
+            Some(settings) => Some(
+                Cluster::start(settings, engine.clone(), http_bound)
+                    .await
+                    .context("joining the cluster")?,
+            ),
+            None => None,
+        };
         let bound = BoundAddrs {
-            http: http_listener.local_addr()?,
+            http: http_bound,
             binary: binary_listener.local_addr()?,
             tcp_json: tcp_listener.local_addr()?,
+            grpc: cluster.as_ref().map(|c| c.grpc_addr()),
         };
+        let (sink, queries) = match &cluster {
+            Some(c) => (
+                IngestSink::clustered(engine.clone(), c.clone()),
+                QueryEngine::with_source(
+                    Arc::new(ClusterSource::new(c.clone())),
+                    cfg.query_limits(),
+                ),
+            ),
+            None => (
+                IngestSink::new(engine.clone()),
+                QueryEngine::new(engine.clone(), cfg.query_limits()),
+            ),
+        };
+        let ctx = Arc::new(AppContext {
+            engine: engine.clone(),
+            sink,
+            queries: Arc::new(queries),
+            node_id: self.node_id.clone(),
+            started,
+            ready: Default::default(),
+            metrics: HttpMetrics::default(),
+            max_request_bytes: cfg.limits.max_request_bytes,
+            auth: http_auth,
+            streams: StreamLimits::default(),
+            cluster: cluster.clone(),
+        });
         let mut tcp_ctx = TcpJsonContext::new(
             ctx.sink.clone(),
             users,
@@ -230,6 +256,10 @@ impl Node {
             );
         }
         drop(stop_rx);
+        drop(ctx);
+        if let Some(c) = cluster {
+            c.shutdown().await;
+        }
         let engine2 = engine.clone();
         tokio::task::spawn_blocking(move || {
             maintenance.stop();

@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod auth;
+mod cluster;
 mod error;
 mod health;
 mod metrics;
@@ -49,6 +50,8 @@ pub struct AppContext {
     pub auth: Option<Arc<auth::HttpAuth>>,
     /// Bounds the live-stream WebSocket subscribers.
     pub streams: stream::StreamLimits,
+    /// Set when the node is part of a cluster.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub type AppState = Arc<AppContext>;
@@ -101,6 +104,9 @@ pub fn router(ctx: AppState) -> Router {
         )
         .route("/stats", get(seed_api::stats))
         .route("/series", get(seed_api::series_list))
+        // Cluster
+        .route("/api/v1/cluster/members", get(cluster::members))
+        .route("/api/v1/cluster/ring", get(cluster::ring))
         // Live stream of written samples
         .route("/api/v1/stream", get(stream::stream))
         .layer(DefaultBodyLimit::max(limit));

@@ -1,6 +1,6 @@
 //! Ingest protocols. Each protocol module splits framing (bytes → messages) from connection
 //! handling (auth, limits, acks) and hands parsed samples to the [`IngestSink`], which owns
-//! the path into storage (today the local engine; in a cluster, the replicated write path).
+//! the path into storage: the local engine, or in a cluster the replicated write path.
 
 pub mod tcp_json;
 
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::cluster::Cluster;
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
 
 pub mod binary;
@@ -26,12 +27,27 @@ const LIVE_CAPACITY: usize = 1024;
 pub struct IngestSink {
     engine: Arc<Engine>,
     live: broadcast::Sender<LiveBatch>,
+    /// Set in a cluster: batches go to their owners through the replicated write path.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl IngestSink {
     pub fn new(engine: Arc<Engine>) -> Self {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        IngestSink { engine, live }
+        IngestSink {
+            engine,
+            live,
+            cluster: None,
+        }
+    }
+
+    /// A sink that routes every batch through the cluster's replicated write path, so every
+    /// protocol replicates without knowing about the cluster.
+    pub fn clustered(engine: Arc<Engine>, cluster: Arc<Cluster>) -> Self {
+        IngestSink {
+            cluster: Some(cluster),
+            ..Self::new(engine)
+        }
     }
 
     /// Receives every batch written from now on (accepted samples only), after it is durable.
@@ -53,6 +69,14 @@ impl IngestSink {
     pub async fn write(&self, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, StorageError> {
         if batch.is_empty() {
             return Ok(AppendOutcome::default());
+        }
+        if let Some(cluster) = &self.cluster {
+            let keep = (self.live.receiver_count() > 0).then(|| batch.clone());
+            let result = cluster.write(batch).await;
+            if let (Ok(outcome), Some(batch)) = (&result, keep) {
+                self.publish(batch, outcome);
+            }
+            return result;
         }
         let engine = self.engine.clone();
         let (result, batch) = match tokio::task::spawn_blocking(move || {

@@ -14,6 +14,7 @@ use super::eval::{duration_ms, offset_ms, Evaluator};
 use super::functions::check_unique;
 use super::functions::range::{max_over_time, min_over_time};
 use super::selector::{node_key, Store};
+use super::source::SeriesSource;
 use super::value::{Elem, QueryResult, StepValue, Value};
 
 /// Most steps a range query may have, as in Prometheus.
@@ -44,9 +45,9 @@ impl Default for QueryLimits {
     }
 }
 
-/// Evaluates PromQL over a storage engine.
+/// Evaluates PromQL over a series source (the local engine, or the cluster).
 pub struct QueryEngine {
-    engine: Arc<Engine>,
+    source: Arc<dyn SeriesSource>,
     limits: QueryLimits,
 }
 
@@ -103,7 +104,17 @@ fn window_shorthand(query: &str) -> Option<Plan> {
 
 impl QueryEngine {
     pub fn new(engine: Arc<Engine>, limits: QueryLimits) -> Self {
-        QueryEngine { engine, limits }
+        Self::with_source(engine, limits)
+    }
+
+    /// Evaluates over `source` instead of one local engine.
+    pub fn with_source(source: Arc<dyn SeriesSource>, limits: QueryLimits) -> Self {
+        QueryEngine { source, limits }
+    }
+
+    /// Where this engine reads series (also used by the metadata endpoints).
+    pub fn source(&self) -> &Arc<dyn SeriesSource> {
+        &self.source
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -131,7 +142,7 @@ impl QueryEngine {
         };
         Ok(QueryResult {
             value,
-            warnings: Vec::new(),
+            warnings: store.warnings.clone(),
         })
     }
 
@@ -210,7 +221,7 @@ impl QueryEngine {
         }
         Ok(QueryResult {
             value: Value::Matrix(series.into_iter().collect()),
-            warnings: Vec::new(),
+            warnings: store.warnings.clone(),
         })
     }
 
@@ -250,7 +261,7 @@ impl QueryEngine {
         planner.walk(expr, start, end, &mut ranges);
         let mut store = Store::default();
         for (vs, mint, maxt) in ranges.into_values() {
-            store.load(&self.engine, vs, mint, maxt, self.limits.max_samples)?;
+            store.load(&*self.source, vs, mint, maxt, self.limits.max_samples)?;
         }
         Ok(store)
     }

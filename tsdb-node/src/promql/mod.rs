@@ -29,9 +29,11 @@ mod eval;
 pub(crate) mod functions;
 mod json;
 pub(crate) mod selector;
+pub mod source;
 mod value;
 
 pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};
 pub use error::QueryError;
 pub use json::{format_sample_value, format_timestamp, render_data};
+pub use source::{SeriesSource, Sourced};
 pub use value::{QueryResult, Value, STALE_NAN_BITS};
