@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use super::rpc::{self, SelectRequest};
 use super::Cluster;
-use crate::promql::source::{SeriesSource, Sourced};
+use crate::promql::source::{SelectedSeries, SeriesSource, Sourced};
 use crate::storage::{Labels, Matcher, Sample, StorageError};
 
 /// What one node answered, or why it did not.
@@ -133,7 +133,7 @@ impl Cluster {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Sourced<Vec<(Labels, Vec<Sample>)>> {
+    ) -> Sourced<SelectedSeries> {
         let local_m = matchers.to_vec();
         let req = SelectRequest {
             matchers: rpc::matchers_to_wire(matchers),
@@ -234,7 +234,7 @@ impl SeriesSource for ClusterSource {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Sourced<Vec<(Labels, Vec<Sample>)>>, StorageError> {
+    ) -> Result<Sourced<SelectedSeries>, StorageError> {
         Ok(self
             .runtime
             .block_on(self.cluster.select(matchers, mint, maxt)))

@@ -4,6 +4,9 @@
 
 use crate::storage::{Engine, Labels, Matcher, Sample, StorageError};
 
+/// Series with their samples in time order, one entry per label set.
+pub type SelectedSeries = Vec<(Labels, Vec<Sample>)>;
+
 /// Data plus the warnings gathered while reading it (e.g. a replica set was unreachable, so
 /// the answer may be incomplete).
 #[derive(Debug, Default)]
@@ -30,7 +33,7 @@ pub trait SeriesSource: Send + Sync {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Sourced<Vec<(Labels, Vec<Sample>)>>, StorageError>;
+    ) -> Result<Sourced<SelectedSeries>, StorageError>;
 
     /// Label sets of the selected series with data in the range (every series when
     /// `matchers` is empty).
@@ -65,7 +68,7 @@ impl SeriesSource for Engine {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Sourced<Vec<(Labels, Vec<Sample>)>>, StorageError> {
+    ) -> Result<Sourced<SelectedSeries>, StorageError> {
         Ok(Sourced::complete(
             Engine::select(self, matchers, mint, maxt)?
                 .into_iter()
