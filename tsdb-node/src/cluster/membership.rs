@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chitchat::transport::UdpTransport;
+use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{
     spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
     ProtocolVersion,
@@ -78,6 +78,15 @@ impl Membership {
     /// Binds the gossip socket and starts gossiping with the seeds. Seeds that are names are
     /// re-resolved periodically by chitchat, so a StatefulSet's headless Service works.
     pub async fn start(s: GossipSettings) -> Result<Membership, ClusterError> {
+        Self::start_with(s, &UdpTransport).await
+    }
+
+    /// As [`Membership::start`] over any chitchat transport (the simulation uses an
+    /// in-process one with injected partitions).
+    pub async fn start_with(
+        s: GossipSettings,
+        transport: &dyn Transport,
+    ) -> Result<Membership, ClusterError> {
         let self_id = ChitchatId::new(s.node_id.clone(), s.generation, s.advertise_addr);
         let config = ChitchatConfig {
             chitchat_id: self_id.clone(),
@@ -106,7 +115,7 @@ impl Membership {
             (KEY_GRPC.to_string(), s.grpc_addr.to_string()),
             (KEY_HTTP.to_string(), s.http_addr.to_string()),
         ];
-        let handle = spawn_chitchat(config, initial, &UdpTransport)
+        let handle = spawn_chitchat(config, initial, transport)
             .await
             .map_err(|e| ClusterError::Gossip(format!("{e:#}")))?;
         let chitchat = handle.chitchat();

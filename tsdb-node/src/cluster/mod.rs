@@ -18,6 +18,7 @@ pub mod handler;
 pub mod hints;
 pub mod membership;
 pub mod read;
+pub mod replication;
 pub mod ring;
 pub mod rpc;
 pub mod server;

@@ -4,14 +4,13 @@
 //! for. Owners that fail get a durable hint; the writes still running when the answer is
 //! sent carry on in the background and hint on failure too.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
 use super::hints::HintStore;
-use super::ring::series_token;
+use super::replication::{self, AckTracker};
 use super::rpc;
 use super::Cluster;
 use crate::storage::{AppendOutcome, Labels, Rejection, Sample, StorageError};
@@ -34,23 +33,10 @@ impl Cluster {
             ));
         }
         let n = batch.len();
-        let mut per_node: HashMap<usize, Vec<usize>> = HashMap::new();
-        let mut required = vec![0usize; n];
-        let mut owners_of: HashMap<&Labels, Vec<usize>> = HashMap::new();
-        for (i, (labels, _)) in batch.iter().enumerate() {
-            let owners = owners_of
-                .entry(labels)
-                .or_insert_with(|| ring.owner_indices(series_token(labels)));
-            required[i] = self.settings.consistency.required(owners.len());
-            for &o in owners.iter() {
-                per_node.entry(o).or_default().push(i);
-            }
-        }
-        drop(owners_of);
-
+        let plan = replication::plan(&ring, self.settings.consistency, &batch);
         let batch = Arc::new(batch);
         let mut tasks: JoinSet<ShareResult> = JoinSet::new();
-        for (node, indices) in per_node {
+        for (node, indices) in plan.per_node {
             let Some(id) = ring.node(node).map(str::to_string) else {
                 continue;
             };
@@ -68,57 +54,34 @@ impl Cluster {
             }
         }
 
-        let mut acks = vec![0usize; n];
-        let mut rejected: HashMap<usize, Rejection> = HashMap::new();
+        let mut tracker = AckTracker::new(plan.required);
         let mut errors: Vec<String> = Vec::new();
-        let done = |acks: &[usize], rejected: &HashMap<usize, Rejection>| {
-            (0..n).all(|i| acks[i] >= required[i] || rejected.contains_key(&i))
-        };
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(ShareResult {
                     indices,
                     outcome: Ok(refused),
-                }) => {
-                    let refused_idx: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
-                    for i in indices {
-                        if !refused_idx.contains(&i) {
-                            if let Some(a) = acks.get_mut(i) {
-                                *a += 1;
-                            }
-                        }
-                    }
-                    for (i, why) in refused {
-                        rejected.entry(i).or_insert(why);
-                    }
-                }
+                }) => tracker.stored(&indices, refused),
                 Ok(ShareResult {
                     outcome: Err(e), ..
                 }) => errors.push(e),
                 Err(e) => errors.push(format!("write task failed: {e}")),
             }
-            if done(&acks, &rejected) {
+            if tracker.done() {
                 break;
             }
         }
         // Writes to slower owners continue on their own and hint if they fail.
         tasks.detach_all();
-        if !done(&acks, &rejected) {
-            let short = (0..n)
-                .filter(|&i| acks[i] < required[i] && !rejected.contains_key(&i))
-                .count();
+        if !tracker.done() {
             return Err(StorageError::Unavailable(format!(
-                "{short} of {n} samples reached fewer owners than consistency {:?} requires: {}",
+                "{} of {n} samples reached fewer owners than consistency {:?} requires: {}",
+                tracker.short(),
                 self.settings.consistency,
                 errors.join("; ")
             )));
         }
-        let mut rejected: Vec<(usize, Rejection)> = rejected.into_iter().collect();
-        rejected.sort_by_key(|(i, _)| *i);
-        Ok(AppendOutcome {
-            appended: n - rejected.len(),
-            rejected,
-        })
+        Ok(tracker.into_outcome())
     }
 }
 
