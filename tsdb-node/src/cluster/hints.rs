@@ -209,19 +209,9 @@ impl HintStore {
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(io_err(path))?;
-        let mut out = Vec::new();
-        let mut rest = data.as_slice();
-        while !rest.is_empty() {
-            let Some(record) = next_record(&mut rest) else {
-                tracing::warn!(file = %path.display(), "hint file ends in a damaged record; the rest is skipped");
-                break;
-            };
-            match WriteRequest::decode(record) {
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "undecodable hint skipped")
-                }
-            }
+        let (out, damaged) = decode_records(&data);
+        if damaged {
+            tracing::warn!(file = %path.display(), "hint file holds a damaged record; the rest is skipped");
         }
         Ok(out)
     }
@@ -230,6 +220,23 @@ impl HintStore {
     pub fn remove(&self, path: &Path) -> Result<(), HintError> {
         fs::remove_file(path).map_err(io_err(path))
     }
+}
+
+/// The hints in a file's bytes, up to the first torn, corrupt or undecodable record; the flag
+/// says whether such a record was met.
+pub fn decode_records(data: &[u8]) -> (Vec<WriteRequest>, bool) {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Some(record) = next_record(&mut rest) else {
+            return (out, true);
+        };
+        match WriteRequest::decode(record) {
+            Ok(r) => out.push(r),
+            Err(_) => return (out, true),
+        }
+    }
+    (out, false)
 }
 
 /// Splits the next record off `rest`; `None` on a torn or corrupt record.

@@ -2,7 +2,7 @@
 //! conversions to storage types.
 //!
 //! The messages are prost derives rather than `protoc` output, so the build needs no protobuf
-//! compiler; `proto/strata_cluster.proto` at the repository root states the same schema for
+//! compiler; `tsdb-node/proto/strata_cluster.proto` states the same schema for
 //! other implementations, and a test below pins the encoding of one message to it.
 
 use std::collections::HashMap;
