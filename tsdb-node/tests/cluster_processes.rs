@@ -232,3 +232,67 @@ fn five_nodes_rf3_place_three_copies_and_stay_complete_with_one_down() {
     let (_, v) = nodes[1].get_json("/api/v1/series?match%5B%5D=temp");
     assert_eq!(v["data"].as_array().unwrap().len(), SERIES, "{v}");
 }
+
+#[test]
+fn decommission_under_load_hands_over_every_sample_with_rf_copies() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 4, 2, "");
+    let mut acked = Acked::default();
+    for seq in 0..20 {
+        assert!(write_round(&nodes, seq, &mut acked), "write {seq} failed");
+    }
+    let r = common::cluster::agent()
+        .post(nodes[3].url("/api/v1/admin/decommission"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Keep writing (to the other nodes) while node-4 streams its data away.
+    let progress = |n: &ProcNode| -> (String, String) {
+        let (_, v) = nodes[0].get_json("/api/v1/cluster/members");
+        v["data"]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["node_id"] == n.id.as_str())
+            .map(|m| {
+                (
+                    m["state"].as_str().unwrap_or("").to_string(),
+                    m["progress"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seq = 20;
+    loop {
+        let (body, samples) = batch(seq);
+        let node = &nodes[seq as usize % 3];
+        if node.write_lines(&body) == Ok(204) {
+            for (d, t, v) in samples {
+                acked.by_device.entry(d).or_default().push((t, v));
+            }
+        }
+        seq += 1;
+        let (state, p) = progress(&nodes[3]);
+        assert!(!p.contains("failed"), "decommission failed: {p}");
+        if state == "left" && p.starts_with("left:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "decommission did not finish: {state} {p}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes[3].kill9();
+    // The remaining three hold everything, two copies per series, and answer completely.
+    let mut copies = 0;
+    for n in &nodes[..3] {
+        let (_, v) = n.get_json("/api/v1/status");
+        copies += v["data"]["storage"]["series"].as_u64().unwrap() as usize;
+    }
+    assert_eq!(copies, SERIES * 2);
+    for n in &nodes[..3] {
+        assert_complete(n, &acked, &format!("{} after node-4 left", n.id));
+    }
+}

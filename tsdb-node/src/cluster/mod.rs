@@ -14,6 +14,7 @@
 //! runs and the node behaves as a single node.
 
 pub mod client;
+mod decommission;
 pub mod handler;
 pub mod hints;
 pub mod membership;
@@ -284,6 +285,7 @@ pub struct Cluster {
     grpc_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    decommissioning: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -353,6 +355,7 @@ impl Cluster {
             grpc_addr: grpc_bound,
             stop,
             tasks: Default::default(),
+            decommissioning: Default::default(),
             settings,
         });
 

@@ -61,7 +61,10 @@ fn ring_members(
             out.insert(r.clone());
         }
     }
-    if settings.mode != NodeMode::Query {
+    let self_left = members
+        .iter()
+        .any(|m| m.node_id == settings.node_id && m.state == NodeState::Left);
+    if settings.mode != NodeMode::Query && !self_left {
         out.insert(settings.node_id.clone());
     }
     out

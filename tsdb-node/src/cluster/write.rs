@@ -45,7 +45,12 @@ impl Cluster {
                 let engine = self.engine.clone();
                 tasks.spawn(async move { local_share(engine, batch, indices).await });
             } else {
-                let addr = view.member(&id).and_then(|m| m.grpc_addr);
+                // An owner gossip already declared dead is hinted at once instead of
+                // holding a task (and its share of the batch) until the RPC deadline.
+                let addr = view
+                    .member(&id)
+                    .filter(|m| m.live)
+                    .and_then(|m| m.grpc_addr);
                 let peers = self.peers.clone();
                 let hints = self.hints.clone();
                 tasks.spawn(
@@ -126,7 +131,7 @@ async fn remote_share(
             .map_err(|s| (s.code(), format!("{node}: {}", s.message()))),
         None => Err((
             tonic::Code::Unavailable,
-            format!("{node}: address unknown (not seen in gossip)"),
+            format!("{node}: not alive in gossip"),
         )),
     };
     let outcome = match sent {

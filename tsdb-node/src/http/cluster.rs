@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::error::success;
-use super::AppState;
+use super::{ApiError, AppState};
 
 pub async fn members(State(ctx): State<AppState>) -> Response {
     let Some(cluster) = &ctx.cluster else {
@@ -114,4 +114,22 @@ pub async fn ring(State(ctx): State<AppState>) -> Response {
         "nodes": ring.nodes(),
         "ownership": ownership,
     }))
+}
+
+/// `POST /api/v1/admin/decommission`: starts handing this node's data to the remaining
+/// owners; progress shows in `/api/v1/cluster/members`.
+pub async fn decommission(State(ctx): State<AppState>) -> Result<Response, ApiError> {
+    let Some(cluster) = &ctx.cluster else {
+        return Err(ApiError::bad_data("this node is not part of a cluster"));
+    };
+    let started = cluster.decommission();
+    Ok(success(json!({
+        "node_id": cluster.node_id(),
+        "started": started,
+        "message": if started {
+            "decommission started; follow state and progress in /api/v1/cluster/members"
+        } else {
+            "decommission already running or done"
+        },
+    })))
 }

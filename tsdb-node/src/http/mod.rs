@@ -107,6 +107,7 @@ pub fn router(ctx: AppState) -> Router {
         // Cluster
         .route("/api/v1/cluster/members", get(cluster::members))
         .route("/api/v1/cluster/ring", get(cluster::ring))
+        .route("/api/v1/admin/decommission", post(cluster::decommission))
         // Live stream of written samples
         .route("/api/v1/stream", get(stream::stream))
         .layer(DefaultBodyLimit::max(limit));
