@@ -2,6 +2,7 @@
 //! `stratactl` binaries are built on it.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod http;

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{FailureThrottle, ThrottleOptions, UserDb};
+use crate::cluster::{Cluster, ClusterSettings, ClusterSource};
 use crate::config::Config;
 use crate::http::auth::{HttpAuth, TokenDigest};
 use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
@@ -32,6 +33,8 @@ pub struct BoundAddrs {
     pub http: SocketAddr,
     pub binary: SocketAddr,
     pub tcp_json: SocketAddr,
+    /// The inter-node gRPC listener, when the node is clustered.
+    pub grpc: Option<SocketAddr>,
 }
 
 pub struct Node {
@@ -113,27 +116,6 @@ impl Node {
             .broker
             .is_some()
             .then(|| Arc::new(MqttMetrics::default()));
-        let ctx = Arc::new(AppContext {
-            engine: engine.clone(),
-            sink: IngestSink::with_budget(
-                engine.clone(),
-                WriteBudget::new(cfg.limits.max_inflight_write_bytes),
-            ),
-            queries: Arc::new(QueryEngine::new(engine.clone(), cfg.query_limits())),
-            node_id: self.node_id.clone(),
-            started,
-            ready: Default::default(),
-            metrics: HttpMetrics::default(),
-            max_request_bytes: cfg.limits.max_request_bytes,
-            write_admission: WriteBudget::new(cfg.limits.max_inflight_request_bytes),
-            write_wait: cfg.limits.write_wait.0,
-            auth: http_auth,
-            streams: StreamLimits::default(),
-            metadata: Arc::new(crate::metadata::MetadataStore::open(
-                &engine.options().data_dir,
-            )),
-            mqtt: mqtt_metrics.clone(),
-        });
 
         let http_addr = cfg.http_addr();
         let http_listener = TcpListener::bind(&http_addr)
@@ -147,11 +129,54 @@ impl Node {
         let tcp_listener = TcpListener::bind(&tcp_addr)
             .await
             .with_context(|| format!("binding the TCP JSON listener on {tcp_addr}"))?;
+        let http_bound = http_listener.local_addr()?;
+        let cluster = match ClusterSettings::from_config(cfg, &self.base_dir, &self.node_id)? {
+            Some(settings) => Some(
+                Cluster::start(settings, engine.clone(), http_bound)
+                    .await
+                    .context("joining the cluster")?,
+            ),
+            None => None,
+        };
         let bound = BoundAddrs {
-            http: http_listener.local_addr()?,
+            http: http_bound,
             binary: binary_listener.local_addr()?,
             tcp_json: tcp_listener.local_addr()?,
+            grpc: cluster.as_ref().map(|c| c.grpc_addr()),
         };
+        let write_budget = WriteBudget::new(cfg.limits.max_inflight_write_bytes);
+        let (sink, queries) = match &cluster {
+            Some(c) => (
+                IngestSink::clustered(engine.clone(), write_budget, c.clone()),
+                QueryEngine::with_source(
+                    Arc::new(ClusterSource::new(c.clone())),
+                    cfg.query_limits(),
+                ),
+            ),
+            None => (
+                IngestSink::with_budget(engine.clone(), write_budget),
+                QueryEngine::new(engine.clone(), cfg.query_limits()),
+            ),
+        };
+        let ctx = Arc::new(AppContext {
+            engine: engine.clone(),
+            sink,
+            queries: Arc::new(queries),
+            node_id: self.node_id.clone(),
+            started,
+            ready: Default::default(),
+            metrics: HttpMetrics::default(),
+            max_request_bytes: cfg.limits.max_request_bytes,
+            write_admission: WriteBudget::new(cfg.limits.max_inflight_request_bytes),
+            write_wait: cfg.limits.write_wait.0,
+            auth: http_auth,
+            streams: StreamLimits::default(),
+            metadata: Arc::new(crate::metadata::MetadataStore::open(
+                &engine.options().data_dir,
+            )),
+            mqtt: mqtt_metrics.clone(),
+            cluster: cluster.clone(),
+        });
         let mut tcp_ctx = TcpJsonContext::new(
             ctx.sink.clone(),
             users,
@@ -269,6 +294,10 @@ impl Node {
             }
         }
         drop(stop_rx);
+        drop(ctx);
+        if let Some(c) = cluster {
+            c.shutdown().await;
+        }
         let engine2 = engine.clone();
         tokio::task::spawn_blocking(move || {
             maintenance.stop();

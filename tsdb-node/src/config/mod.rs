@@ -271,6 +271,26 @@ pub struct ClusterConfig {
     pub mode: String,
     /// Shared secret authenticating node-to-node RPC.
     pub secret: Option<String>,
+    /// A file holding the secret (e.g. a mounted Kubernetes Secret); used when `secret` is
+    /// unset. Surrounding whitespace is ignored.
+    pub secret_file: Option<PathBuf>,
+    /// Acknowledge a write once `one`, a `quorum` (default) or `all` of its owners stored it.
+    pub consistency: String,
+    /// Cluster name; nodes only gossip with nodes of the same name.
+    pub cluster_id: String,
+    /// Host or IP that peers use to reach this node when the listen addresses are wildcards;
+    /// defaults to `$POD_IP`, then the listen host.
+    pub advertise_host: Option<String>,
+    /// Time between gossip rounds.
+    pub gossip_interval: HumanDuration,
+    /// Deadline of one inter-node request (a replica write or a read).
+    pub rpc_timeout: HumanDuration,
+    /// How long a node that stopped answering stays in the ring (taking hints) before it is
+    /// forgotten. Data placement changes when it is dropped, so keep this long.
+    pub dead_node_grace: HumanDuration,
+    /// Most bytes of hints kept on disk for one unreachable node; writes beyond it are not
+    /// hinted (anti-entropy repairs them later).
+    pub max_hint_bytes: u64,
 }
 
 impl Default for ClusterConfig {
@@ -282,6 +302,14 @@ impl Default for ClusterConfig {
             grpc_addr: None,
             mode: "all".into(),
             secret: None,
+            secret_file: None,
+            consistency: "quorum".into(),
+            cluster_id: "strata".into(),
+            advertise_host: None,
+            gossip_interval: HumanDuration::from_secs(1),
+            rpc_timeout: HumanDuration::from_secs(10),
+            dead_node_grace: HumanDuration::from_secs(7 * 86_400),
+            max_hint_bytes: 1 << 30,
         }
     }
 }
@@ -359,6 +387,24 @@ impl Config {
         }
         if !["all", "ingestion", "query"].contains(&self.cluster.mode.as_str()) {
             return Err(invalid("cluster.mode", "must be all, ingestion or query"));
+        }
+        if !["one", "quorum", "all"].contains(&self.cluster.consistency.as_str()) {
+            return Err(invalid("cluster.consistency", "must be one, quorum or all"));
+        }
+        for (key, addr) in [
+            ("cluster.gossip_addr", &self.cluster.gossip_addr),
+            ("cluster.grpc_addr", &self.cluster.grpc_addr),
+        ] {
+            if let Some(a) = addr {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| invalid(key, format!("{a:?} is not host:port ({e})")))?;
+            }
+        }
+        if self.cluster.gossip_interval.is_zero() || self.cluster.rpc_timeout.is_zero() {
+            return Err(invalid(
+                "cluster",
+                "gossip_interval and rpc_timeout must be positive",
+            ));
         }
         if self.cluster.replication_factor == 0 {
             return Err(invalid("cluster.replication_factor", "must be at least 1"));

@@ -54,7 +54,9 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::InvalidArgument(m) => ApiError::bad_data(m),
             StorageError::Limit(l) => ApiError::bad_data(l.to_string()),
-            StorageError::CorruptSegment { .. } => ApiError::unavailable(e.to_string()),
+            StorageError::CorruptSegment { .. } | StorageError::Unavailable(_) => {
+                ApiError::unavailable(e.to_string())
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -7,6 +7,7 @@
 mod admin;
 mod admission;
 pub mod auth;
+mod cluster;
 mod error;
 mod health;
 mod metrics;
@@ -58,6 +59,8 @@ pub struct AppContext {
     pub metadata: Arc<crate::metadata::MetadataStore>,
     /// MQTT ingest counters, when MQTT ingest is on.
     pub mqtt: Option<Arc<crate::ingest::mqtt::MqttMetrics>>,
+    /// Set when the node is part of a cluster.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub type AppState = Arc<AppContext>;
@@ -110,6 +113,10 @@ pub fn router(ctx: AppState) -> Router {
         )
         .route("/stats", get(seed_api::stats))
         .route("/series", get(seed_api::series_list))
+        // Cluster
+        .route("/api/v1/cluster/members", get(cluster::members))
+        .route("/api/v1/cluster/ring", get(cluster::ring))
+        .route("/api/v1/admin/decommission", post(cluster::decommission))
         // Live stream of written samples
         .route("/api/v1/stream", get(stream::stream))
         .layer(DefaultBodyLimit::max(limit));

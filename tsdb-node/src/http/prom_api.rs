@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::error::{blocking, success};
@@ -24,6 +24,24 @@ struct Range {
     sets: Vec<Vec<Matcher>>,
     start: i64,
     end: i64,
+    /// `partial_response=false`: fail instead of answering with possibly missing data.
+    strict: bool,
+}
+
+/// The success envelope with the source's warnings, or an error when the caller asked for
+/// complete answers only.
+fn respond(data: Value, mut warnings: Vec<String>, strict: bool) -> Result<Response, ApiError> {
+    warnings.dedup();
+    if warnings.is_empty() {
+        return Ok(success(data));
+    }
+    if strict {
+        return Err(ApiError::unavailable(warnings.join("; ")));
+    }
+    Ok(
+        axum::Json(json!({"status": "success", "data": data, "warnings": warnings}))
+            .into_response(),
+    )
 }
 
 fn range(query: Option<&str>, form: Option<&str>) -> Result<Range, ApiError> {
@@ -39,6 +57,7 @@ fn range(query: Option<&str>, form: Option<&str>) -> Result<Range, ApiError> {
         sets: selectors(&p)?,
         start,
         end,
+        strict: super::params::get(&p, "partial_response") == Some("false"),
     })
 }
 
@@ -46,18 +65,23 @@ async fn series_impl(ctx: AppState, r: Range) -> Result<Response, ApiError> {
     if r.sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
-    let engine = ctx.engine.clone();
-    let found = blocking(move || {
+    let source = ctx.queries.source().clone();
+    let (found, warnings) = blocking(move || {
         let mut all: BTreeSet<Labels> = BTreeSet::new();
+        let mut warnings = Vec::new();
         for set in &r.sets {
-            all.extend(engine.series(set, r.start, r.end)?);
+            let s = source.series(set, r.start, r.end)?;
+            all.extend(s.data);
+            warnings.extend(s.warnings);
         }
-        Ok(all)
+        Ok((all, warnings))
     })
     .await?;
-    Ok(success(Value::Array(
-        found.iter().map(labels_json).collect(),
-    )))
+    respond(
+        Value::Array(found.iter().map(labels_json).collect()),
+        warnings,
+        r.strict,
+    )
 }
 
 pub async fn series(
@@ -78,19 +102,23 @@ pub async fn series_form(
 }
 
 async fn labels_impl(ctx: AppState, r: Range) -> Result<Response, ApiError> {
-    let engine = ctx.engine.clone();
-    let names = blocking(move || {
+    let source = ctx.queries.source().clone();
+    let (names, warnings) = blocking(move || {
         if r.sets.is_empty() {
-            return Ok(engine.label_names(&[], r.start, r.end)?);
+            let s = source.label_names(&[], r.start, r.end)?;
+            return Ok((s.data, s.warnings));
         }
         let mut all = BTreeSet::new();
+        let mut warnings = Vec::new();
         for set in &r.sets {
-            all.extend(engine.label_names(set, r.start, r.end)?);
+            let s = source.label_names(set, r.start, r.end)?;
+            all.extend(s.data);
+            warnings.extend(s.warnings);
         }
-        Ok(all.into_iter().collect())
+        Ok((all.into_iter().collect::<Vec<String>>(), warnings))
     })
     .await?;
-    Ok(success(json!(names)))
+    respond(json!(names), warnings, r.strict)
 }
 
 pub async fn labels(
@@ -116,19 +144,24 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let r = range(q.as_deref(), None)?;
-    let engine = ctx.engine.clone();
-    let values = blocking(move || {
+    let source = ctx.queries.source().clone();
+    let strict = r.strict;
+    let (values, warnings) = blocking(move || {
         if r.sets.is_empty() {
-            return Ok(engine.label_values(&name, &[], r.start, r.end)?);
+            let s = source.label_values(&name, &[], r.start, r.end)?;
+            return Ok((s.data, s.warnings));
         }
         let mut all = BTreeSet::new();
+        let mut warnings = Vec::new();
         for set in &r.sets {
-            all.extend(engine.label_values(&name, set, r.start, r.end)?);
+            let s = source.label_values(&name, set, r.start, r.end)?;
+            all.extend(s.data);
+            warnings.extend(s.warnings);
         }
-        Ok(all.into_iter().collect::<Vec<String>>())
+        Ok((all.into_iter().collect::<Vec<String>>(), warnings))
     })
     .await?;
-    Ok(success(json!(values)))
+    respond(json!(values), warnings, strict)
 }
 
 /// Metric metadata received by remote write: `metric` selects one family, `limit` caps the

@@ -44,6 +44,14 @@ fn step_ms(s: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// `partial_response=false` asks for an error instead of an answer that may miss data.
+fn check_complete(p: &[(String, String)], r: &QueryResult) -> Result<(), ApiError> {
+    if get(p, "partial_response") == Some("false") && !r.warnings.is_empty() {
+        return Err(ApiError::unavailable(r.warnings.join("; ")));
+    }
+    Ok(())
+}
+
 fn respond(r: QueryResult) -> Response {
     let mut body = String::from("{\"status\":\"success\",\"data\":");
     body.push_str(&render_data(&r));
@@ -68,6 +76,7 @@ async fn instant(
     let engine = ctx.queries.clone();
     let r = super::error::blocking(move || engine.instant(&query, time).map_err(ApiError::from))
         .await?;
+    check_complete(&p, &r)?;
     Ok(respond(r))
 }
 
@@ -92,6 +101,7 @@ async fn range(
             .map_err(ApiError::from)
     })
     .await?;
+    check_complete(&p, &r)?;
     Ok(respond(r))
 }
 

@@ -1,6 +1,6 @@
 //! Ingest protocols. Each protocol module splits framing (bytes → messages) from connection
 //! handling (auth, limits, acks) and hands parsed samples to the [`IngestSink`], which owns
-//! the path into storage (today the local engine; in a cluster, the replicated write path).
+//! the path into storage: the local engine, or in a cluster the replicated write path.
 
 pub mod tcp_json;
 
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::cluster::Cluster;
 use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
 pub use budget::{BudgetBusy, BudgetPermit, WriteBudget};
 
@@ -33,6 +34,8 @@ pub struct IngestSink {
     engine: Arc<Engine>,
     live: broadcast::Sender<LiveBatch>,
     budget: WriteBudget,
+    /// Set in a cluster: batches go to their owners through the replicated write path.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl IngestSink {
@@ -49,12 +52,22 @@ impl IngestSink {
             engine,
             live,
             budget,
+            cluster: None,
         }
     }
 
     /// The budget shared by every write through this sink.
     pub fn budget(&self) -> &WriteBudget {
         &self.budget
+    }
+
+    /// A sink that routes every batch through the cluster's replicated write path, so every
+    /// protocol replicates without knowing about the cluster.
+    pub fn clustered(engine: Arc<Engine>, budget: WriteBudget, cluster: Arc<Cluster>) -> Self {
+        IngestSink {
+            cluster: Some(cluster),
+            ..Self::with_budget(engine, budget)
+        }
     }
 
     /// Receives every batch written from now on (accepted samples only), after it is durable.
@@ -80,6 +93,9 @@ impl IngestSink {
             return Ok(AppendOutcome::default());
         }
         let _permit = self.budget.acquire(batch_bytes(&batch)).await;
+        if let Some(cluster) = &self.cluster {
+            return self.write_clustered(cluster, batch).await;
+        }
         let engine = self.engine.clone();
         let (result, batch) = match tokio::task::spawn_blocking(move || {
             let r = engine.append_labeled(&batch);
@@ -110,6 +126,15 @@ impl IngestSink {
             return Ok(AppendOutcome::default());
         }
         let _permit = self.budget.acquire(series_bytes(&batch)).await;
+        if let Some(cluster) = &self.cluster {
+            // The replicated path splits by owner per sample; flattening series after series
+            // keeps rejection indices as this method documents them.
+            let flat: Vec<(Labels, Sample)> = batch
+                .into_iter()
+                .flat_map(|(l, samples)| samples.into_iter().map(move |s| (l.clone(), s)))
+                .collect();
+            return self.write_clustered(cluster, flat).await;
+        }
         let engine = self.engine.clone();
         let (result, batch) = match tokio::task::spawn_blocking(move || {
             let r = engine.append_series(&batch);
@@ -132,6 +157,21 @@ impl IngestSink {
                     .collect();
                 self.publish(flat, outcome);
             }
+        }
+        result
+    }
+
+    /// Writes through the cluster's replicated path; the ack waits for the configured
+    /// consistency. Callers hold the budget permit.
+    async fn write_clustered(
+        &self,
+        cluster: &Cluster,
+        batch: Vec<(Labels, Sample)>,
+    ) -> Result<AppendOutcome, StorageError> {
+        let keep = (self.live.receiver_count() > 0).then(|| batch.clone());
+        let result = cluster.write(batch).await;
+        if let (Ok(outcome), Some(batch)) = (&result, keep) {
+            self.publish(batch, outcome);
         }
         result
     }

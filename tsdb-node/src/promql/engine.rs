@@ -16,6 +16,7 @@ use super::functions::check_unique;
 use super::rollup::{self, Grid, RollupRead, WindowFold};
 use super::selector::{node_key, Store};
 use super::series_eval;
+use super::source::SeriesSource;
 use super::value::{Elem, QueryResult, StepValue, Value};
 
 /// Most steps a range query may have, as in Prometheus.
@@ -46,9 +47,9 @@ impl Default for QueryLimits {
     }
 }
 
-/// Evaluates PromQL over a storage engine.
+/// Evaluates PromQL over a series source (the local engine, or the cluster).
 pub struct QueryEngine {
-    engine: Arc<Engine>,
+    source: Arc<dyn SeriesSource>,
     limits: QueryLimits,
     /// Whether `*_over_time` windows that line up with rollup buckets read rollups.
     use_rollups: bool,
@@ -132,13 +133,23 @@ fn window_shorthand(query: &str) -> Option<Plan> {
 
 impl QueryEngine {
     pub fn new(engine: Arc<Engine>, limits: QueryLimits) -> Self {
+        Self::with_source(engine, limits)
+    }
+
+    /// Evaluates over `source` instead of one local engine.
+    pub fn with_source(source: Arc<dyn SeriesSource>, limits: QueryLimits) -> Self {
         QueryEngine {
-            engine,
+            source,
             limits,
             use_rollups: true,
             rollup_selectors: AtomicU64::new(0),
             series_eval: true,
         }
+    }
+
+    /// Where this engine reads series (also used by the metadata endpoints).
+    pub fn source(&self) -> &Arc<dyn SeriesSource> {
+        &self.source
     }
 
     /// Turns the series-by-series evaluation of common range-query shapes on (the default) or
@@ -192,7 +203,7 @@ impl QueryEngine {
         };
         Ok(QueryResult {
             value,
-            warnings: Vec::new(),
+            warnings: store.warnings.clone(),
         })
     }
 
@@ -248,7 +259,7 @@ impl QueryEngine {
                 self.check_samples(store.samples.saturating_add(points))?;
                 return Ok(QueryResult {
                     value: Value::Matrix(series.into_iter().collect()),
-                    warnings: Vec::new(),
+                    warnings: store.warnings.clone(),
                 });
             }
         }
@@ -286,7 +297,7 @@ impl QueryEngine {
         }
         Ok(QueryResult {
             value: Value::Matrix(series.into_iter().collect()),
-            warnings: Vec::new(),
+            warnings: store.warnings.clone(),
         })
     }
 
@@ -318,10 +329,11 @@ impl QueryEngine {
     /// Reads every selector's data for the whole query in one storage call per selector (two
     /// for a selector answered from rollups: buckets and window edges).
     fn load(&self, plan: &Plan, grid: Grid) -> Result<Store, QueryError> {
-        let resolutions: &[i64] = if self.use_rollups {
-            &self.engine.options().downsample_resolutions_ms
-        } else {
-            &[]
+        // Rollups only from a local engine: see `SeriesSource::local_engine`.
+        let local = self.source.local_engine().filter(|_| self.use_rollups);
+        let resolutions: &[i64] = match local {
+            Some(engine) => &engine.options().downsample_resolutions_ms,
+            None => &[],
         };
         let mut planner = Planner {
             start: grid.start,
@@ -338,15 +350,15 @@ impl QueryEngine {
         planner.walk(plan.expr(), grid.start, grid.end, true);
         let mut store = Store::default();
         for (key, (vs, mint, maxt)) in planner.ranges {
-            match planner.rollups.get(&key) {
-                Some(read) => store.load_rollup(
-                    &self.engine,
+            match (planner.rollups.get(&key), local) {
+                (Some(read), Some(engine)) => store.load_rollup(
+                    engine,
                     vs,
                     *read,
                     (mint, maxt),
                     self.limits.max_samples,
                 )?,
-                None => store.load(&self.engine, vs, mint, maxt, self.limits.max_samples)?,
+                _ => store.load(&*self.source, vs, mint, maxt, self.limits.max_samples)?,
             }
         }
         self.rollup_selectors

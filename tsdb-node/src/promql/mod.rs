@@ -31,9 +31,11 @@ mod json;
 mod rollup;
 pub(crate) mod selector;
 mod series_eval;
+pub mod source;
 mod value;
 
 pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};
 pub use error::QueryError;
 pub use json::{format_sample_value, format_timestamp, render_data};
+pub use source::{SeriesSource, Sourced};
 pub use value::{QueryResult, Value, STALE_NAN_BITS};

@@ -10,6 +10,7 @@ use crate::storage::{Engine, Labels, MatchOp, Matcher};
 
 use super::error::QueryError;
 use super::rollup::{Bucket, RollupRead};
+use super::source::SeriesSource;
 use super::value::{is_stale_nan, METRIC_NAME};
 
 /// One series as read from storage, staleness markers included.
@@ -51,13 +52,15 @@ pub(crate) struct Store {
     pub samples: usize,
     /// Selectors answered from rollups.
     pub rollup_selectors: usize,
+    /// Warnings from the source (e.g. some replicas did not answer).
+    pub warnings: Vec<String>,
 }
 
 impl Store {
     /// Reads `vs`'s series in `[mint, maxt]` (inclusive).
     pub fn load(
         &mut self,
-        engine: &Engine,
+        source: &dyn SeriesSource,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
@@ -67,17 +70,23 @@ impl Store {
         if mint <= maxt {
             let mut seen: HashMap<Labels, ()> = HashMap::new();
             for group in matcher_groups(vs)? {
-                for s in engine.select(&group, mint, maxt)? {
-                    if seen.insert(s.labels.clone(), ()).is_some() {
+                let selected = source.select(&group, mint, maxt)?;
+                for w in selected.warnings {
+                    if !self.warnings.contains(&w) {
+                        self.warnings.push(w);
+                    }
+                }
+                for (labels, samples) in selected.data {
+                    if seen.insert(labels.clone(), ()).is_some() {
                         continue;
                     }
-                    self.samples += s.samples.len();
+                    self.samples += samples.len();
                     if self.samples > max_samples {
                         return Err(QueryError::TooManySamples);
                     }
                     out.push(SeriesData {
-                        labels: s.labels,
-                        samples: s.samples.iter().map(|x| (x.t, x.v)).collect(),
+                        labels,
+                        samples: samples.iter().map(|x| (x.t, x.v)).collect(),
                     });
                 }
             }

@@ -54,4 +54,7 @@ pub enum StorageError {
     Config(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// Not enough replicas of the cluster answered (the write or read may be retried).
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
 }

@@ -72,6 +72,9 @@ enum Command {
     Compact,
     /// Compute the rollups of old data.
     Downsample,
+    /// Hand this node's data to the rest of the cluster and leave the ring (progress in
+    /// `status`/`/api/v1/cluster/members`).
+    Decommission,
     /// Send synthetic IoT data over an ingest protocol.
     Generate(generate::GenerateArgs),
     /// Load-test ingestion over a protocol, or the latency of a query.
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
         Command::Write(a) => write::run(&api, a),
         Command::Series(a) => info::series(&api, a),
         Command::Flush => info::admin(&api, "flush"),
+        Command::Decommission => info::admin(&api, "decommission"),
         Command::Compact => info::admin(&api, "compact"),
         Command::Downsample => info::admin(&api, "downsample"),
         Command::Generate(a) => generate::run(&endpoints(), a),

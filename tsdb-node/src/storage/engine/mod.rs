@@ -80,6 +80,8 @@ pub enum Rejection {
     UnknownSeries(SeriesId),
     /// The series breaks a limit or naming rule.
     InvalidSeries(crate::storage::catalog::LimitError),
+    /// Refused by another node of the cluster that owns the series (its reason).
+    Replica(String),
 }
 
 impl std::fmt::Display for Rejection {
@@ -91,6 +93,7 @@ impl std::fmt::Display for Rejection {
             ),
             Rejection::UnknownSeries(id) => write!(f, "unknown series id {id}"),
             Rejection::InvalidSeries(e) => write!(f, "{e}"),
+            Rejection::Replica(why) => write!(f, "{why}"),
         }
     }
 }

@@ -1,0 +1,91 @@
+//! What a node does for its peers: store replica writes and answer reads from its local
+//! engine. Everything here runs on the local data only; routing happens on the caller.
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+use super::rpc::{
+    self, LabelSet, Rejected, SelectRequest, SelectResponse, SeriesResponse, WriteRequest,
+    WriteResponse,
+};
+use crate::storage::{Engine, StorageError};
+
+/// Serves the cluster RPCs over the local engine.
+pub struct RpcHandler {
+    engine: Arc<Engine>,
+}
+
+fn status(e: StorageError) -> Status {
+    match e {
+        StorageError::InvalidArgument(m) => Status::invalid_argument(m),
+        StorageError::Limit(l) => Status::resource_exhausted(l.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn malformed(e: rpc::MalformedMessage) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// Runs storage work on the blocking pool: appends wait for the WAL's fsync and reads decode
+/// chunks.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
+        .map_err(status)
+}
+
+impl RpcHandler {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        RpcHandler { engine }
+    }
+
+    /// Stores a replica's share of a batch; answers once it is durable.
+    pub async fn write(&self, req: WriteRequest) -> Result<WriteResponse, Status> {
+        let batch = rpc::write_batch(req).map_err(malformed)?;
+        let engine = self.engine.clone();
+        let outcome = blocking(move || engine.append_labeled(&batch)).await?;
+        Ok(WriteResponse {
+            appended: outcome.appended as u64,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|(i, why)| Rejected {
+                    index: i as u64,
+                    reason: why.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn select(&self, req: SelectRequest) -> Result<SelectResponse, Status> {
+        let matchers = rpc::matchers_from_wire(req.matchers).map_err(malformed)?;
+        let engine = self.engine.clone();
+        let found = blocking(move || engine.select(&matchers, req.mint, req.maxt)).await?;
+        Ok(SelectResponse {
+            series: found
+                .iter()
+                .map(|s| rpc::series_to_wire(&s.labels, &s.samples))
+                .collect(),
+        })
+    }
+
+    /// Label sets with data in the range; no matchers means every series.
+    pub async fn series(&self, req: SelectRequest) -> Result<SeriesResponse, Status> {
+        let matchers = rpc::matchers_from_wire(req.matchers).map_err(malformed)?;
+        let engine = self.engine.clone();
+        let found = blocking(move || engine.series(&matchers, req.mint, req.maxt)).await?;
+        Ok(SeriesResponse {
+            series: found
+                .iter()
+                .map(|l| LabelSet {
+                    labels: rpc::labels_to_wire(l),
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! Wire types of the inter-node gRPC service `strata.cluster.v1.Cluster` (port 7070) and their
+//! conversions to storage types.
+//!
+//! The messages are prost derives rather than `protoc` output, so the build needs no protobuf
+//! compiler; `tsdb-node/proto/strata_cluster.proto` states the same schema for
+//! other implementations, and a test below pins the encoding of one message to it.
+
+use std::collections::HashMap;
+
+use crate::storage::{Label, Labels, MatchOp, Matcher, Sample};
+
+/// Fully qualified service name.
+pub const SERVICE: &str = "strata.cluster.v1.Cluster";
+pub const PATH_WRITE: &str = "/strata.cluster.v1.Cluster/Write";
+pub const PATH_SELECT: &str = "/strata.cluster.v1.Cluster/Select";
+pub const PATH_SERIES: &str = "/strata.cluster.v1.Cluster/Series";
+/// gRPC metadata key carrying the cluster secret.
+pub const SECRET_METADATA: &str = "x-strata-cluster-secret";
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelPair {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// One series and some of its samples; `timestamps` and `values` have equal length.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SeriesSamples {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<LabelPair>,
+    #[prost(sint64, repeated, tag = "2")]
+    pub timestamps: Vec<i64>,
+    #[prost(double, repeated, tag = "3")]
+    pub values: Vec<f64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub series: Vec<SeriesSamples>,
+}
+
+/// A sample the replica refused; `index` counts samples across the request's series in order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Rejected {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    #[prost(string, tag = "2")]
+    pub reason: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteResponse {
+    #[prost(uint64, tag = "1")]
+    pub appended: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MatcherMsg {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// 0 `=`, 1 `!=`, 2 `=~`, 3 `!~`.
+    #[prost(uint32, tag = "2")]
+    pub op: u32,
+    #[prost(string, tag = "3")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SelectRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub matchers: Vec<MatcherMsg>,
+    #[prost(int64, tag = "2")]
+    pub mint: i64,
+    #[prost(int64, tag = "3")]
+    pub maxt: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SelectResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub series: Vec<SeriesSamples>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelSet {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<LabelPair>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SeriesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub series: Vec<LabelSet>,
+}
+
+/// A message from a peer that does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed cluster message: {0}")]
+pub struct MalformedMessage(pub String);
+
+pub fn labels_to_wire(l: &Labels) -> Vec<LabelPair> {
+    l.iter()
+        .map(|l| LabelPair {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+pub fn labels_from_wire(pairs: Vec<LabelPair>) -> Labels {
+    Labels::new(
+        pairs
+            .into_iter()
+            .map(|p| Label::new(p.name, p.value))
+            .collect(),
+    )
+}
+
+/// Groups the samples at `indices` of `batch` by series. Returns the request and, for each
+/// sample of the request in wire order, its index in `batch` (to map rejections back).
+pub fn write_request(batch: &[(Labels, Sample)], indices: &[usize]) -> (WriteRequest, Vec<usize>) {
+    let mut slot: HashMap<&Labels, usize> = HashMap::new();
+    let mut groups: Vec<(&Labels, Vec<usize>)> = Vec::new();
+    for &i in indices {
+        let Some((labels, _)) = batch.get(i) else {
+            continue;
+        };
+        let g = *slot.entry(labels).or_insert_with(|| {
+            groups.push((labels, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let mut order = Vec::with_capacity(indices.len());
+    let series = groups
+        .into_iter()
+        .map(|(labels, idx)| {
+            let mut s = SeriesSamples {
+                labels: labels_to_wire(labels),
+                timestamps: Vec::with_capacity(idx.len()),
+                values: Vec::with_capacity(idx.len()),
+            };
+            for i in idx {
+                let sample = batch[i].1;
+                s.timestamps.push(sample.t);
+                s.values.push(sample.v);
+                order.push(i);
+            }
+            s
+        })
+        .collect();
+    (WriteRequest { series }, order)
+}
+
+/// The samples of a write request, flattened in wire order.
+pub fn write_batch(req: WriteRequest) -> Result<Vec<(Labels, Sample)>, MalformedMessage> {
+    let mut out = Vec::new();
+    for s in req.series {
+        if s.timestamps.len() != s.values.len() {
+            return Err(MalformedMessage(format!(
+                "{} timestamps but {} values",
+                s.timestamps.len(),
+                s.values.len()
+            )));
+        }
+        let labels = labels_from_wire(s.labels);
+        for (t, v) in s.timestamps.into_iter().zip(s.values) {
+            out.push((labels.clone(), Sample::new(t, v)));
+        }
+    }
+    Ok(out)
+}
+
+pub fn series_to_wire(labels: &Labels, samples: &[Sample]) -> SeriesSamples {
+    SeriesSamples {
+        labels: labels_to_wire(labels),
+        timestamps: samples.iter().map(|s| s.t).collect(),
+        values: samples.iter().map(|s| s.v).collect(),
+    }
+}
+
+pub fn series_from_wire(s: SeriesSamples) -> Result<(Labels, Vec<Sample>), MalformedMessage> {
+    if s.timestamps.len() != s.values.len() {
+        return Err(MalformedMessage(
+            "timestamps and values differ in length".into(),
+        ));
+    }
+    let samples = s
+        .timestamps
+        .into_iter()
+        .zip(s.values)
+        .map(|(t, v)| Sample::new(t, v))
+        .collect();
+    Ok((labels_from_wire(s.labels), samples))
+}
+
+pub fn matchers_to_wire(ms: &[Matcher]) -> Vec<MatcherMsg> {
+    ms.iter()
+        .map(|m| MatcherMsg {
+            name: m.name.clone(),
+            op: match m.op {
+                MatchOp::Equal => 0,
+                MatchOp::NotEqual => 1,
+                MatchOp::RegexMatch => 2,
+                MatchOp::RegexNoMatch => 3,
+            },
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
+pub fn matchers_from_wire(ms: Vec<MatcherMsg>) -> Result<Vec<Matcher>, MalformedMessage> {
+    ms.into_iter()
+        .map(|m| {
+            let op = match m.op {
+                0 => MatchOp::Equal,
+                1 => MatchOp::NotEqual,
+                2 => MatchOp::RegexMatch,
+                3 => MatchOp::RegexNoMatch,
+                other => return Err(MalformedMessage(format!("unknown matcher op {other}"))),
+            };
+            Matcher::new(op, m.name, m.value).map_err(|e| MalformedMessage(e.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn write_request_groups_by_series_and_maps_back() {
+        let a = Labels::from_metric("m", &[("k", "a")]);
+        let b = Labels::from_metric("m", &[("k", "b")]);
+        let batch = vec![
+            (a.clone(), Sample::new(1, 1.0)),
+            (b.clone(), Sample::new(2, 2.0)),
+            (a.clone(), Sample::new(3, 3.0)),
+        ];
+        let (req, order) = write_request(&batch, &[0, 1, 2]);
+        assert_eq!(req.series.len(), 2);
+        assert_eq!(order, vec![0, 2, 1]);
+        let back = write_batch(req).unwrap();
+        assert_eq!(back[1], (a, Sample::new(3, 3.0)));
+        assert_eq!(back[2], (b, Sample::new(2, 2.0)));
+    }
+
+    #[test]
+    fn encoding_matches_the_proto_schema() {
+        // `LabelPair{name:"a", value:"b"}` per proto3: field 1 and 2, length-delimited.
+        let bytes = LabelPair {
+            name: "a".into(),
+            value: "b".into(),
+        }
+        .encode_to_vec();
+        assert_eq!(bytes, vec![0x0a, 0x01, b'a', 0x12, 0x01, b'b']);
+        // sint64 timestamps are zig-zag packed: -1 → 1.
+        let s = SeriesSamples {
+            labels: vec![],
+            timestamps: vec![-1],
+            values: vec![],
+        };
+        assert_eq!(s.encode_to_vec(), vec![0x12, 0x01, 0x01]);
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let bad = WriteRequest {
+            series: vec![SeriesSamples {
+                labels: vec![],
+                timestamps: vec![1, 2],
+                values: vec![1.0],
+            }],
+        };
+        assert!(write_batch(bad).is_err());
+        assert!(matchers_from_wire(vec![MatcherMsg {
+            name: "x".into(),
+            op: 9,
+            value: "y".into()
+        }])
+        .is_err());
+        assert!(matchers_from_wire(vec![MatcherMsg {
+            name: "x".into(),
+            op: 2,
+            value: "(".into()
+        }])
+        .is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! Real `strata-node` processes as a cluster on loopback: replication, `kill -9` during
+//! ingest, hinted handoff, completeness warnings, and a restart of every node.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{start_cluster, wait_converged, ProcNode};
+use serde_json::Value;
+
+const T0: i64 = 1_700_000_000_000;
+const SERIES: usize = 24;
+
+/// What the test wrote and got acknowledged: per device, (timestamp, value).
+#[derive(Default)]
+struct Acked {
+    by_device: BTreeMap<usize, Vec<(i64, f64)>>,
+}
+
+/// One batch: sample `seq` of every device, at `T0 + seq` seconds with value `seq * 1000 + d`.
+fn batch(seq: i64) -> (String, Vec<(usize, i64, f64)>) {
+    let mut body = String::new();
+    let mut samples = Vec::new();
+    for d in 0..SERIES {
+        let t = T0 + seq * 1000;
+        let v = (seq * 1000 + d as i64) as f64;
+        body.push_str(&format!("temp,device=d{d} value={v} {t}\n"));
+        samples.push((d, t, v));
+    }
+    (body, samples)
+}
+
+/// Per device: (count, sum) over everything, as `node` answers it.
+fn totals(node: &ProcNode, strict: bool) -> (u16, BTreeMap<String, (f64, f64)>, Value) {
+    let at = (T0 / 1000) + 3_600;
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut last = Value::Null;
+    for (i, q) in ["count_over_time(temp[1d])", "sum_over_time(temp[1d])"]
+        .iter()
+        .enumerate()
+    {
+        let strict = if strict {
+            "&partial_response=false"
+        } else {
+            ""
+        };
+        let (status, v) = node.get_json(&format!(
+            "/api/v1/query?query={}&time={at}{strict}",
+            q.replace('[', "%5B").replace(']', "%5D")
+        ));
+        if status != 200 {
+            return (status, out, v);
+        }
+        for r in v["data"]["result"].as_array().unwrap() {
+            let dev = r["metric"]["device"].as_str().unwrap().to_string();
+            let x: f64 = r["value"][1].as_str().unwrap().parse().unwrap();
+            let e = out.entry(dev).or_default();
+            if i == 0 {
+                e.0 = x;
+            } else {
+                e.1 = x;
+            }
+        }
+        last = v;
+    }
+    (200, out, last)
+}
+
+fn expected(acked: &Acked) -> BTreeMap<String, (f64, f64)> {
+    acked
+        .by_device
+        .iter()
+        .map(|(d, s)| {
+            (
+                format!("d{d}"),
+                (s.len() as f64, s.iter().map(|x| x.1).sum::<f64>()),
+            )
+        })
+        .collect()
+}
+
+/// Every acknowledged sample is there exactly once: equal count and equal sum per series.
+/// Unacknowledged writes may have landed too, so a series may hold more only if it was hit
+/// by a failed write; the test only sends acknowledged ones after the kill settles.
+fn assert_complete(node: &ProcNode, acked: &Acked, what: &str) {
+    let (status, got, raw) = totals(node, true);
+    assert_eq!(status, 200, "{what}: {raw}");
+    assert!(
+        raw.get("warnings").is_none(),
+        "{what}: unexpected warnings {raw}"
+    );
+    assert_eq!(
+        got,
+        expected(acked),
+        "{what}: answer differs from acknowledged writes"
+    );
+}
+
+fn write_round(nodes: &[ProcNode], seq: i64, acked: &mut Acked) -> bool {
+    let (body, samples) = batch(seq);
+    let live: Vec<&ProcNode> = nodes.iter().filter(|n| n.running()).collect();
+    let node = live[seq as usize % live.len()];
+    match node.write_lines(&body) {
+        Ok(204) => {
+            for (d, t, v) in samples {
+                acked.by_device.entry(d).or_default().push((t, v));
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn three_nodes_rf3_kill9_during_ingest_loses_nothing_and_restart_brings_all_back() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3, 3, "");
+    let mut acked = Acked::default();
+    let mut failed = Vec::new();
+    for seq in 0..40 {
+        if !write_round(&nodes, seq, &mut acked) {
+            failed.push(seq);
+        }
+    }
+    // kill -9 in the middle of the stream of writes.
+    nodes[2].kill9();
+    for seq in 40..80 {
+        if !write_round(&nodes, seq, &mut acked) {
+            failed.push(seq);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "quorum writes failed with one node down: {failed:?}"
+    );
+    // One node down at RF=3, quorum: reads are complete, from either survivor.
+    assert_complete(&nodes[0], &acked, "node-1 with node-3 down");
+    assert_complete(&nodes[1], &acked, "node-2 with node-3 down");
+    // node-3 missed 40 batches; they wait as hints.
+    let hinted: u64 = nodes[0]
+        .members()
+        .iter()
+        .chain(nodes[1].members().iter())
+        .filter(|m| m.0 == "node-3")
+        .map(|m| m.2)
+        .sum();
+    assert!(hinted > 0, "no hints were kept for node-3");
+
+    nodes[2].start();
+    nodes[2].wait_ready();
+    wait_converged(&nodes);
+    // The hints were delivered: node-3 alone has everything, with both others down.
+    nodes[0].kill9();
+    nodes[1].kill9();
+    let local = node_local_totals(&nodes[2]);
+    assert_eq!(local, expected(&acked), "node-3 after hint delivery");
+    let (_, _, raw) = totals(&nodes[2], false);
+    assert!(
+        raw.get("warnings").is_some(),
+        "two of three down must warn: {raw}"
+    );
+    let (status, _, _) = totals(&nodes[2], true);
+    assert_eq!(status, 503, "partial_response=false with two of three down");
+
+    // Restart every node: all data is back, on every node.
+    nodes[2].stop();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    for n in &nodes {
+        n.wait_ready();
+    }
+    wait_converged(&nodes);
+    for n in &nodes {
+        assert_complete(n, &acked, &format!("{} after restarting all", n.id));
+    }
+}
+
+/// What one node stores itself, read while its peers are down (so the answer cannot come
+/// from them).
+fn node_local_totals(node: &ProcNode) -> BTreeMap<String, (f64, f64)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, got, _) = totals(node, false);
+        if status == 200 {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "query failed: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn five_nodes_rf3_place_three_copies_and_stay_complete_with_one_down() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 5, 3, "");
+    let mut acked = Acked::default();
+    for seq in 0..20 {
+        assert!(write_round(&nodes, seq, &mut acked), "write {seq} failed");
+    }
+    // Each series lives on exactly three of the five nodes.
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &nodes {
+        let (_, v) = n.get_json("/api/v1/status");
+        let series = v["data"]["storage"]["series"].as_u64().unwrap();
+        assert!(
+            series > 0 && series < SERIES as u64,
+            "{}: {series} series",
+            n.id
+        );
+        *copies.entry(n.id.clone()).or_default() += series as usize;
+    }
+    assert_eq!(copies.values().sum::<usize>(), SERIES * 3, "{copies:?}");
+    // Ring views agree.
+    let ring = |n: &ProcNode| n.get_json("/api/v1/cluster/ring").1["data"]["nodes"].clone();
+    for n in &nodes[1..] {
+        assert_eq!(ring(n), ring(&nodes[0]));
+    }
+
+    nodes[4].kill9();
+    for seq in 20..30 {
+        assert!(write_round(&nodes, seq, &mut acked), "write {seq} failed");
+    }
+    for n in &nodes[..4] {
+        assert_complete(n, &acked, &format!("{} with node-5 down", n.id));
+    }
+    // Series and label endpoints fan out too.
+    let (status, v) = nodes[0].get_json("/api/v1/label/device/values");
+    assert_eq!(status, 200);
+    assert_eq!(v["data"].as_array().unwrap().len(), SERIES, "{v}");
+    let (_, v) = nodes[1].get_json("/api/v1/series?match%5B%5D=temp");
+    assert_eq!(v["data"].as_array().unwrap().len(), SERIES, "{v}");
+}
+
+#[test]
+fn decommission_under_load_hands_over_every_sample_with_rf_copies() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 4, 2, "");
+    let mut acked = Acked::default();
+    for seq in 0..20 {
+        assert!(write_round(&nodes, seq, &mut acked), "write {seq} failed");
+    }
+    let r = common::cluster::agent()
+        .post(nodes[3].url("/api/v1/admin/decommission"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Keep writing (to the other nodes) while node-4 streams its data away.
+    let progress = |n: &ProcNode| -> (String, String) {
+        let (_, v) = nodes[0].get_json("/api/v1/cluster/members");
+        v["data"]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["node_id"] == n.id.as_str())
+            .map(|m| {
+                (
+                    m["state"].as_str().unwrap_or("").to_string(),
+                    m["progress"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seq = 20;
+    loop {
+        let (body, samples) = batch(seq);
+        let node = &nodes[seq as usize % 3];
+        if node.write_lines(&body) == Ok(204) {
+            for (d, t, v) in samples {
+                acked.by_device.entry(d).or_default().push((t, v));
+            }
+        }
+        seq += 1;
+        let (state, p) = progress(&nodes[3]);
+        assert!(!p.contains("failed"), "decommission failed: {p}");
+        if state == "left" && p.starts_with("left:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "decommission did not finish: {state} {p}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes[3].kill9();
+    // The remaining three hold everything, two copies per series, and answer completely.
+    let mut copies = 0;
+    for n in &nodes[..3] {
+        let (_, v) = n.get_json("/api/v1/status");
+        copies += v["data"]["storage"]["series"].as_u64().unwrap() as usize;
+    }
+    assert_eq!(copies, SERIES * 2);
+    for n in &nodes[..3] {
+        assert_complete(n, &acked, &format!("{} after node-4 left", n.id));
+    }
+}

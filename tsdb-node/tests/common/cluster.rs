@@ -1,0 +1,245 @@
+//! Real `strata-node` processes forming a cluster on loopback, for the cluster tests.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRET: &str = "test-cluster-secret";
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One node process with fixed addresses, so it can be killed and restarted in place.
+pub struct ProcNode {
+    pub id: String,
+    pub dir: PathBuf,
+    pub http: SocketAddr,
+    pub gossip: SocketAddr,
+    pub grpc: SocketAddr,
+    child: Option<Child>,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl ProcNode {
+    /// Writes the node's config; `seed` is the gossip address of the first node.
+    pub fn new(
+        root: &Path,
+        index: usize,
+        seed: Option<SocketAddr>,
+        rf: usize,
+        extra: &str,
+    ) -> Self {
+        let id = format!("node-{index}");
+        let dir = root.join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let gossip = free_udp();
+        let n = ProcNode {
+            id,
+            http: free_tcp(),
+            grpc: free_tcp(),
+            gossip,
+            dir,
+            child: None,
+        };
+        let seeds = seed.unwrap_or(gossip);
+        let yaml = format!(
+            "server:\n  node_id: {id}\n  http_addr: {http}\n  binary_addr: {bin}\n  tcp_addr: {tcp}\n  shutdown_grace: 5s\n\
+             storage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\n  out_of_order_window: 0\n\
+             retention:\n  raw: 0\n\
+             cluster:\n  gossip_addr: {gossip}\n  grpc_addr: {grpc}\n  seeds: [\"{seeds}\"]\n  secret: {SECRET}\n  \
+             replication_factor: {rf}\n  gossip_interval: 200ms\n  rpc_timeout: 3s\n{extra}",
+            id = n.id,
+            http = n.http,
+            bin = free_tcp(),
+            tcp = free_tcp(),
+            d = n.dir.display(),
+            grpc = n.grpc,
+        );
+        std::fs::write(n.dir.join("config.yaml"), yaml).unwrap();
+        n
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strata-node"))
+            .arg("--config")
+            .arg(self.dir.join("config.yaml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start strata-node");
+        self.child = Some(child);
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: no flush, no goodbye to the cluster.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the orderly shutdown.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: `kill` has no memory-safety preconditions; the pid is our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = agent().get(self.url("/ready")).call() {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready; see {}",
+                self.id,
+                self.dir.join("node.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, Value) {
+        let mut r = agent().get(self.url(path)).call().unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    /// Posts line protocol; the HTTP status (204 means durable on enough owners).
+    pub fn write_lines(&self, body: &str) -> Result<u16, String> {
+        agent()
+            .post(self.url("/api/v1/write"))
+            .header("Content-Type", "text/plain")
+            .send(body)
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Members as this node sees them: (id, live, pending hint bytes).
+    pub fn members(&self) -> Vec<(String, bool, u64)> {
+        let (_, v) = self.get_json("/api/v1/cluster/members");
+        v["data"]["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        (
+                            m["node_id"].as_str().unwrap_or("").to_string(),
+                            m["live"].as_bool().unwrap_or(false),
+                            m["pending_hint_bytes"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ProcNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Starts `n` nodes seeded by the first and waits until each sees all `n` alive.
+pub fn start_cluster(root: &Path, n: usize, rf: usize, extra: &str) -> Vec<ProcNode> {
+    let mut nodes: Vec<ProcNode> = Vec::new();
+    for i in 1..=n {
+        let seed = nodes.first().map(|f| f.gossip);
+        let mut node = ProcNode::new(root, i, seed, rf, extra);
+        node.start();
+        nodes.push(node);
+    }
+    for node in &nodes {
+        node.wait_ready();
+    }
+    wait_converged(&nodes);
+    nodes
+}
+
+/// Waits until every running node sees every running node alive and no hints pending.
+pub fn wait_converged(nodes: &[ProcNode]) {
+    let running: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.running())
+        .map(|n| n.id.as_str())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = nodes.iter().filter(|n| n.running()).all(|n| {
+            let m = n.members();
+            running.iter().all(|id| {
+                m.iter()
+                    .any(|(mid, live, hints)| mid == id && *live && *hints == 0)
+            })
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster did not converge: {:?}",
+            nodes
+                .iter()
+                .filter(|n| n.running())
+                .map(|n| (n.id.clone(), n.members()))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
