@@ -396,16 +396,18 @@ impl Twin {
             });
             pods.push(pod);
         }
-        let mut sts = StatefulSet::default();
-        sts.spec = Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
-            replicas: Some(self.replicas),
+        let sts = StatefulSet {
+            spec: Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
+                replicas: Some(self.replicas),
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                update_revision: Some(revision),
+                replicas: self.replicas,
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        sts.status = Some(StatefulSetStatus {
-            update_revision: Some(revision),
-            replicas: self.replicas,
-            ..Default::default()
-        });
+        };
         let mut members = None;
         for o in 0..self.replicas {
             let base = self.http_base(o);
