@@ -99,31 +99,47 @@ pub fn generate(
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
         .build()
         .into()
 }
 
-/// Every sample stored in the last `window`, counted by PromQL through `ep`.
-pub fn count_samples(ep: &Endpoints, window: &str) -> Result<u64> {
-    let query = format!("sum(count_over_time({{__name__=~\".+\"}}[{window}]))");
-    let mut resp = agent()
-        .get(&format!("{}/api/v1/query", ep.http))
-        .query("query", &query)
-        .call()
-        .with_context(|| format!("query via {}", ep.http))?;
+fn get_json(url: &str, query: &[(&str, &str)]) -> Result<serde_json::Value> {
+    let mut req = agent().get(url);
+    for (k, v) in query {
+        req = req.query(k, v);
+    }
+    let mut resp = req.call().with_context(|| format!("GET {url}"))?;
     let v: serde_json::Value = resp.body_mut().read_json()?;
     if v["status"] != "success" {
-        bail!("query failed: {v}");
+        bail!("GET {url} {query:?} failed: {v}");
     }
-    let result = &v["data"]["result"];
-    let Some(first) = result.as_array().and_then(|a| a.first()) else {
-        return Ok(0);
-    };
-    let text = first["value"][1]
-        .as_str()
-        .ok_or_else(|| anyhow!("unexpected answer {v}"))?;
-    let n: f64 = text.parse().with_context(|| format!("count {text:?}"))?;
-    Ok(n as u64)
+    Ok(v)
+}
+
+/// Every sample stored in the last `window`, counted by PromQL through `ep`: one
+/// `count_over_time` per metric name (over all names at once the result would hold series
+/// that differ only by their dropped name, which PromQL refuses).
+pub fn count_samples(ep: &Endpoints, window: &str) -> Result<u64> {
+    let names = get_json(&format!("{}/api/v1/label/__name__/values", ep.http), &[])?;
+    let names = names["data"]
+        .as_array()
+        .ok_or_else(|| anyhow!("unexpected label values {names}"))?;
+    let mut total = 0u64;
+    for name in names {
+        let name = name.as_str().ok_or_else(|| anyhow!("metric name {name}"))?;
+        let query = format!("sum(count_over_time({{__name__=\"{name}\"}}[{window}]))");
+        let v = get_json(&format!("{}/api/v1/query", ep.http), &[("query", &query)])?;
+        let Some(first) = v["data"]["result"].as_array().and_then(|a| a.first()) else {
+            continue;
+        };
+        let text = first["value"][1]
+            .as_str()
+            .ok_or_else(|| anyhow!("unexpected answer {v}"))?;
+        let n: f64 = text.parse().with_context(|| format!("count {text:?}"))?;
+        total += n as u64;
+    }
+    Ok(total)
 }
 
 /// Polls `f` until it returns `Ok(true)` or `timeout` passes.

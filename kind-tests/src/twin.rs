@@ -5,7 +5,7 @@
 //! (`resources::statefulset`): its command (the image maps to a binary), args with `$(VAR)`
 //! expansion, env from the downward API and Secrets, and `config.yaml` from the rendered
 //! ConfigMap. Substitutions, and nothing else, stand in for what a pod has and a process does
-//! not: each pod gets its own loopback address (127.<net>.0.<10+ordinal>, so every pod uses
+//! not: each pod gets its own loopback address (127.<run>.<twin>.<10+ordinal>, so every pod uses
 //! the template's ports), pod DNS names resolve to those addresses, the listeners bind the pod
 //! address instead of 0.0.0.0 (`STRATA_SERVER__BIND_ADDRESS`), and mount paths map to
 //! directories (claims survive pod restarts, like PVCs). Scaling and rollouts are decided by
@@ -51,6 +51,7 @@ pub struct Twin {
     names: Names,
     root: tempfile::TempDir,
     net: u8,
+    subnet: u8,
     images: HashMap<String, PathBuf>,
     secrets: HashMap<String, Secret>,
     credentials: (String, String),
@@ -90,13 +91,17 @@ impl Twin {
         }
         tsc.metadata.uid = Some("twin".into());
         let names = Names::of(&tsc);
-        // A second octet per run keeps concurrent runs on this machine apart.
+        // A second octet per process keeps concurrent runs on this machine apart, a third per
+        // twin keeps the twins of one test process apart.
+        static NEXT_TWIN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
         let net = 100 + (std::process::id() % 100) as u8;
+        let subnet = NEXT_TWIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Twin {
             tsc,
             names,
             root: tempfile::tempdir()?,
             net,
+            subnet,
             images,
             secrets,
             credentials,
@@ -112,7 +117,7 @@ impl Twin {
     }
 
     fn ip(&self, ordinal: i32) -> Ipv4Addr {
-        Ipv4Addr::new(127, self.net, 0, 10 + ordinal as u8)
+        Ipv4Addr::new(127, self.net, self.subnet, 10 + ordinal as u8)
     }
 
     fn rendered(&self) -> Result<(StatefulSet, BTreeMap<String, String>)> {
@@ -396,16 +401,18 @@ impl Twin {
             });
             pods.push(pod);
         }
-        let mut sts = StatefulSet::default();
-        sts.spec = Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
-            replicas: Some(self.replicas),
+        let sts = StatefulSet {
+            spec: Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
+                replicas: Some(self.replicas),
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                update_revision: Some(revision),
+                replicas: self.replicas,
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        sts.status = Some(StatefulSetStatus {
-            update_revision: Some(revision),
-            replicas: self.replicas,
-            ..Default::default()
-        });
+        };
         let mut members = None;
         for o in 0..self.replicas {
             let base = self.http_base(o);

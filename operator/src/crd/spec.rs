@@ -12,6 +12,9 @@ use super::status::TimeSeriesClusterStatus;
 
 /// A Strata cluster: a StatefulSet of storage nodes joined by gossip into one ring, a client
 /// Service, and optionally the node-agent DaemonSet.
+// The printer columns repeat `type_ = "integer"`, which clippy mistakes for a duplicated
+// attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "strata.dev",
