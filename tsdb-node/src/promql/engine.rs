@@ -351,13 +351,9 @@ impl QueryEngine {
         let mut store = Store::default();
         for (key, (vs, mint, maxt)) in planner.ranges {
             match (planner.rollups.get(&key), local) {
-                (Some(read), Some(engine)) => store.load_rollup(
-                    engine,
-                    vs,
-                    *read,
-                    (mint, maxt),
-                    self.limits.max_samples,
-                )?,
+                (Some(read), Some(engine)) => {
+                    store.load_rollup(engine, vs, *read, (mint, maxt), self.limits.max_samples)?
+                }
                 _ => store.load(&*self.source, vs, mint, maxt, self.limits.max_samples)?,
             }
         }

@@ -224,6 +224,7 @@ fn series_chunks_split_long_series_and_keep_order() {
             (l("b"), vec![]),
             (l("c"), vec![s(4)]),
         ],
+        metadata: Vec::new(),
     };
     let chunks = w.clone().into_series_chunks(2);
     assert_eq!(
