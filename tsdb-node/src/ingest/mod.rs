@@ -96,20 +96,9 @@ impl IngestSink {
         if let Some(cluster) = &self.cluster {
             return self.write_clustered(cluster, batch).await;
         }
-        let engine = self.engine.clone();
-        let (result, batch) = match tokio::task::spawn_blocking(move || {
-            let r = engine.append_labeled(&batch);
-            (r, batch)
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(StorageError::InvalidArgument(format!(
-                    "write task failed: {e}"
-                )))
-            }
-        };
+        let (result, batch) = self
+            .append_blocking(batch, |e, b| e.append_labeled(b))
+            .await?;
         if let Ok(outcome) = &result {
             self.publish(batch, outcome);
         }
@@ -129,36 +118,37 @@ impl IngestSink {
         if let Some(cluster) = &self.cluster {
             // The replicated path splits by owner per sample; flattening series after series
             // keeps rejection indices as this method documents them.
-            let flat: Vec<(Labels, Sample)> = batch
-                .into_iter()
-                .flat_map(|(l, samples)| samples.into_iter().map(move |s| (l.clone(), s)))
-                .collect();
-            return self.write_clustered(cluster, flat).await;
+            return self.write_clustered(cluster, flatten(batch)).await;
         }
-        let engine = self.engine.clone();
-        let (result, batch) = match tokio::task::spawn_blocking(move || {
-            let r = engine.append_series(&batch);
-            (r, batch)
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(StorageError::InvalidArgument(format!(
-                    "write task failed: {e}"
-                )))
-            }
-        };
+        let (result, batch) = self
+            .append_blocking(batch, |e, b| e.append_series(b))
+            .await?;
         if let Ok(outcome) = &result {
             if self.live.receiver_count() > 0 {
-                let flat = batch
-                    .into_iter()
-                    .flat_map(|(l, samples)| samples.into_iter().map(move |s| (l.clone(), s)))
-                    .collect();
-                self.publish(flat, outcome);
+                self.publish(flatten(batch), outcome);
             }
         }
         result
+    }
+
+    /// Runs `append` on tokio's blocking pool (it waits for the WAL's fsync) and hands the
+    /// batch back for the live stream.
+    async fn append_blocking<B, F>(
+        &self,
+        batch: B,
+        append: F,
+    ) -> Result<(Result<AppendOutcome, StorageError>, B), StorageError>
+    where
+        B: Send + 'static,
+        F: FnOnce(&Engine, &B) -> Result<AppendOutcome, StorageError> + Send + 'static,
+    {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = append(&engine, &batch);
+            (r, batch)
+        })
+        .await
+        .map_err(|e| StorageError::InvalidArgument(format!("write task failed: {e}")))
     }
 
     /// Writes through the cluster's replicated path; the ack waits for the configured
@@ -196,6 +186,15 @@ impl IngestSink {
             let _ = self.live.send(Arc::new(batch));
         }
     }
+}
+
+/// One `(labels, sample)` pair per sample, series after series (the order rejection indices
+/// count in).
+fn flatten(batch: Vec<(Labels, Vec<Sample>)>) -> Vec<(Labels, Sample)> {
+    batch
+        .into_iter()
+        .flat_map(|(l, samples)| samples.into_iter().map(move |s| (l.clone(), s)))
+        .collect()
 }
 
 /// Estimated heap bytes of a label set: two `String` headers per label, their bytes and
