@@ -4,31 +4,16 @@
 //! The Prometheus test needs the `prometheus` binary (Debian package `prometheus`) and skips
 //! with a message when it is missing.
 
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Kills the child on every exit path, including a failed assertion.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port that was free a moment ago. Another process could take it before the node binds
-/// it; the window is small and a clash fails the start-up loudly rather than silently.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use common::process::{free_addr, spawn_node, KillOnDrop};
 
 struct Addrs {
     http: SocketAddr,
@@ -58,19 +43,6 @@ fn write_config(dir: &Path, a: &Addrs) -> std::path::PathBuf {
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
-}
-
-fn spawn_node(config: &Path) -> KillOnDrop {
-    KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_strata-node"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start strata-node"),
-    )
 }
 
 fn agent() -> ureq::Agent {

@@ -3,23 +3,15 @@
 //! back, because the node acknowledges only durable messages and its persistent session makes
 //! the broker redeliver the rest.
 
+mod common;
 mod mqtt_support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::process::{spawn_node, KillOnDrop};
 use mqtt_support::*;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn write_config(dir: &Path, http: SocketAddr, broker: &str) -> std::path::PathBuf {
     let yaml = format!(
@@ -31,19 +23,6 @@ fn write_config(dir: &Path, http: SocketAddr, broker: &str) -> std::path::PathBu
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
-}
-
-fn spawn_node(config: &Path) -> KillOnDrop {
-    KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_strata-node"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start strata-node"),
-    )
 }
 
 fn sigkill(node: &mut KillOnDrop) {

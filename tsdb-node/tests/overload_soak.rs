@@ -6,15 +6,17 @@
 //!
 //! Runs for about 25 s (`STRATA_SOAK_SECS` for longer). Linux only (reads /proc).
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::{free_addr, spawn_node};
 use tsdb_node::ingest::binary::frame::{DataPoint, Frame};
 use tsdb_node::storage::{Engine, EngineOptions, MatchOp, Matcher};
 
@@ -40,22 +42,6 @@ const BINARY_POINTS: usize = 20_000;
 /// clients alone would hold 48 bodies of ~4.5 MB plus their parsed samples (~15 MB each) at
 /// once, well over a gigabyte at the peak.
 const RSS_BOUND: u64 = 400 << 20;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// `VmRSS` or `VmHWM` of a process, in bytes.
 fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
@@ -227,15 +213,7 @@ fn memory_stays_bounded_when_clients_outpace_the_disk() {
     );
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let node = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_strata-node"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let node = spawn_node(&config);
     let pid = node.0.id();
     wait_ready(http);
     let idle_rss = proc_status_bytes(pid, "VmRSS:").unwrap();

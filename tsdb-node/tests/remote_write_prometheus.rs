@@ -2,9 +2,12 @@
 //! `ingest::remote_write`. Needs the `prometheus` binary (Debian package `prometheus`); run with
 //! `cargo test -p tsdb-node --test remote_write_prometheus -- --ignored --nocapture`.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::KillOnDrop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -61,15 +64,6 @@ async fn serve_connection(mut stream: TcpStream, tx: mpsc::UnboundedSender<Decod
         if stream.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
-    }
-}
-
-/// Kills the child on every exit path, including a failed assertion.
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod process;
 
 use std::path::Path;
 use std::sync::mpsc;

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,13 +46,8 @@ fn mosquitto_bin() -> &'static str {
     }
 }
 
-/// A port that was free a moment ago (mosquitto cannot report a port 0 it bound).
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+/// mosquitto cannot report a port 0 it bound, so the harness picks one first.
+pub use crate::common::process::free_addr;
 
 /// A mosquitto process; killed on drop.
 pub struct Mosquitto {
