@@ -209,6 +209,28 @@ impl Target for KindTarget {
         self.wait_steady(replicas)
     }
 
+    fn uninstall(&mut self) -> Result<()> {
+        self.delete()?;
+        // The operator's objects carry owner references to the cluster; with foreground
+        // deletion done, none of them may remain (PVCs follow the retention policy).
+        let selector = format!("app.kubernetes.io/instance={}", self.name);
+        let mut leftover = String::new();
+        wait_until("the cluster's objects to be deleted", self.timeout, || {
+            leftover = kubectl(&[
+                "-n",
+                &self.namespace,
+                "get",
+                "statefulsets,services,configmaps,poddisruptionbudgets,pods",
+                "-l",
+                &selector,
+                "-o",
+                "name",
+            ])?;
+            Ok(leftover.trim().is_empty())
+        })
+        .with_context(|| format!("left behind: {leftover}"))
+    }
+
     fn clustered(&mut self) -> Result<bool> {
         let ep = self.endpoints()?;
         Ok(ureq::get(&format!("{}/api/v1/cluster/members", ep.http))

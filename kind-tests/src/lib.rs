@@ -32,4 +32,7 @@ pub trait Target {
     fn scale(&mut self, replicas: i32) -> anyhow::Result<()>;
     /// Whether the nodes form one cluster (the multi-node scenarios need it).
     fn clustered(&mut self) -> anyhow::Result<bool>;
+    /// Deletes the cluster and checks that it is gone: every pod ended cleanly, nothing
+    /// the operator created is left behind.
+    fn uninstall(&mut self) -> anyhow::Result<()>;
 }

@@ -104,3 +104,8 @@ pub fn scale_up_and_down(target: &mut dyn Target, ledger: &mut Ledger) -> Result
     ledger.write(target, "binary")?;
     ledger.check(target, "writing after scaling back to 3")
 }
+
+/// Delete the cluster: every node drains and exits inside its grace period, nothing is left.
+pub fn uninstall(target: &mut dyn Target) -> Result<()> {
+    target.uninstall()
+}

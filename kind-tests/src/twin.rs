@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus, PodTemplateSpec};
 use strata_operator::controller::node_api::{HttpNodeApi, NodeApi};
@@ -339,25 +339,33 @@ impl Twin {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// SIGTERM, then SIGKILL after the template's grace period, like the kubelet.
-    fn stop_pod(&mut self, ordinal: i32) -> Result<()> {
+    /// SIGTERM, then SIGKILL after the template's grace period, like the kubelet. Returns
+    /// how the pod ended: `Ok(Some(status))` when it exited by itself within the grace
+    /// period, `Ok(None)` when it had to be killed.
+    fn stop_pod(&mut self, ordinal: i32) -> Result<Option<std::process::ExitStatus>> {
         let Some(mut p) = self.pods.remove(&ordinal) else {
-            return Ok(());
+            return Ok(None);
         };
+        let grace = self
+            .template()?
+            .0
+            .spec
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         let pid = libc::pid_t::try_from(p.child.id()).context("pid")?;
         // SAFETY: kill(2) on the pid of a child we spawned and have not yet reaped.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(grace.max(1) as u64);
         loop {
-            if p.child.try_wait()?.is_some() {
-                return Ok(());
+            if let Some(status) = p.child.try_wait()? {
+                return Ok(Some(status));
             }
             if Instant::now() > deadline {
                 p.child.kill()?;
                 p.child.wait()?;
-                return Ok(());
+                return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -549,6 +557,28 @@ impl Target for Twin {
             }
             Ok(false)
         })
+    }
+
+    fn uninstall(&mut self) -> Result<()> {
+        // Deleting the TimeSeriesCluster deletes its StatefulSet: the kubelet stops every pod
+        // with SIGTERM and kills what is still running after the grace period. A node must
+        // drain and exit cleanly inside it.
+        let ordinals: Vec<i32> = self.pods.keys().copied().collect();
+        for o in ordinals {
+            let pod = self.names.pod(o);
+            let base = self.http_base(o);
+            match self.stop_pod(o)? {
+                Some(status) if status.success() => {}
+                Some(status) => bail!("{pod} exited with {status} on SIGTERM"),
+                None => bail!("{pod} did not exit within its grace period after SIGTERM"),
+            }
+            ensure!(
+                ureq::get(&format!("{base}/health")).call().is_err(),
+                "{pod} still answers on {base} after it exited"
+            );
+        }
+        self.replicas = 0;
+        Ok(())
     }
 
     fn clustered(&mut self) -> Result<bool> {

@@ -54,5 +54,5 @@ fn scenarios_on_kubernetes() {
     scenarios::kill_and_restart(&mut ha, &mut ledger, 1).unwrap();
     scenarios::roll_image(&mut ha, &mut ledger, &image).unwrap();
     scenarios::scale_up_and_down(&mut ha, &mut ledger).unwrap();
-    ha.delete().unwrap();
+    scenarios::uninstall(&mut ha).unwrap();
 }

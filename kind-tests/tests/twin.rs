@@ -1,9 +1,8 @@
 //! The end-to-end scenarios against the local cluster twin (see `src/twin.rs`): node
 //! processes started from the pod template the operator renders.
 //!
-//! The single-node scenarios always run. The multi-node ones (3 nodes at RF 3, kill a pod,
-//! rollout, 3 → 5 → 3) need the node's cluster API; they run when `strata-node` serves
-//! `/api/v1/cluster/members`, and otherwise say loudly that they were skipped.
+//! One single-node scenario and one 3-node scenario at RF 3 (kill a pod, rollout,
+//! 3 → 5 → 3, uninstall), both through the same code the kind tests run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,12 +92,11 @@ fn single_node_ingest_kill_and_rollout() {
             t.pod_binary(0) == Some(Path::new(&bins.node_v2)),
             "pod 0 does not run the new image"
         );
-        Ok(())
+        scenarios::uninstall(t)
     });
 }
 
 #[test]
-#[ignore = "fails against the merged cluster (issue 6 note): run with --ignored while fixing"]
 fn three_nodes_kill_rollout_and_scale_3_5_3() {
     let bins = binaries();
     let mut t = twin(
@@ -107,18 +105,15 @@ fn three_nodes_kill_rollout_and_scale_3_5_3() {
     );
     run(&mut t, |t| {
         t.start()?;
-        if !t.clustered()? {
-            eprintln!(
-                "\n*** SKIPPED: strata-node serves no /api/v1/cluster/members, so the multi-node \
-                 scenarios (kill at RF 3, rollout, scale 3 → 5 → 3) cannot run. They run once \
-                 the cluster work is merged. ***\n"
-            );
-            return Ok(());
-        }
+        anyhow::ensure!(
+            t.clustered()?,
+            "strata-node serves no /api/v1/cluster/members: the multi-node scenarios need it"
+        );
         let mut ledger = Ledger::new(&bins.stratactl);
         scenarios::ingest_every_protocol(t, &mut ledger)?;
         scenarios::kill_and_restart(t, &mut ledger, 1)?;
         scenarios::roll_image(t, &mut ledger, "strata-node:v2")?;
-        scenarios::scale_up_and_down(t, &mut ledger)
+        scenarios::scale_up_and_down(t, &mut ledger)?;
+        scenarios::uninstall(t)
     });
 }

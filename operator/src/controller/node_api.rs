@@ -35,6 +35,12 @@ impl Member {
     pub fn is_healthy(&self) -> bool {
         self.state == "active" && self.pending_hints == 0
     }
+
+    /// A member that has left the ring. Gossip keeps departed nodes for days so that
+    /// every peer learns of the departure; they own nothing and must not gate operations.
+    pub fn has_left(&self) -> bool {
+        self.state == "left"
+    }
 }
 
 /// How the controller reaches nodes. The HTTP implementation is the real one; the trait lets
@@ -64,7 +70,14 @@ struct MemberDoc {
     id: String,
     #[serde(alias = "status")]
     state: String,
-    #[serde(default, alias = "hints_pending", alias = "pendingHints")]
+    // strata-node reports the bytes of hints it holds for the member (`pending_hint_bytes`);
+    // any non-zero amount means the member is owed writes.
+    #[serde(
+        default,
+        alias = "pending_hint_bytes",
+        alias = "hints_pending",
+        alias = "pendingHints"
+    )]
     pending_hints: u64,
 }
 
@@ -183,6 +196,11 @@ mod tests {
         assert_eq!(m[1].pending_hints, 3);
         assert!(m[0].is_healthy());
         assert!(!m[1].is_healthy());
+        // The shape strata-node serves.
+        let node = br#"{"status":"success","data":[{"node_id":"a-2","state":"active","pending_hint_bytes":512}]}"#;
+        let m = parse_members(node).unwrap();
+        assert_eq!(m[0].pending_hints, 512);
+        assert!(!m[0].is_healthy());
         let wrapped = br#"{"status":"success","data":{"members":[{"name":"a-0","status":"left","addr":"x"}]}}"#;
         assert_eq!(
             parse_members(wrapped).unwrap(),

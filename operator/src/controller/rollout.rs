@@ -61,7 +61,7 @@ pub fn plan(names: &Names, observed: &Observed, replicas: i32) -> RolloutStep {
     if let Some(members) = &observed.members {
         if !members
             .iter()
-            .filter(|m| m.state != "left")
+            .filter(|m| !m.has_left())
             .all(|m| m.is_healthy())
         {
             return wait("RingUnhealthy");

@@ -80,7 +80,7 @@ pub fn plan(tsc: &TimeSeriesCluster, observed: &Observed, decommissioning: &[Str
             // ready: otherwise handing data off could leave a series under-replicated.
             let others_healthy = members
                 .iter()
-                .filter(|m| m.id != pod)
+                .filter(|m| m.id != pod && !m.has_left())
                 .all(|m| m.is_healthy());
             let ready = observed.ready_pods().count() as i32;
             if !others_healthy {
@@ -176,6 +176,23 @@ mod tests {
             plan(&tsc, &o, &["tsc-3".into()]),
             ScaleStep::Shrink { ordinal: 3 }
         );
+    }
+
+    #[test]
+    fn members_that_left_earlier_do_not_block_the_next_departure() {
+        // 5 → 3: tsc-4 left in the first step and gossip still lists it as `left`.
+        let tsc = cluster("tsc", "replicas: 3");
+        let o = observed(
+            4,
+            members(&[
+                ("tsc-0", "active"),
+                ("tsc-1", "active"),
+                ("tsc-2", "active"),
+                ("tsc-3", "active"),
+                ("tsc-4", "left"),
+            ]),
+        );
+        assert_eq!(plan(&tsc, &o, &[]), ScaleStep::Decommission { ordinal: 3 });
     }
 
     #[test]
