@@ -133,6 +133,9 @@ pub struct RoundSummary {
     pub errors: Vec<String>,
 }
 
+/// One metric for `/metrics`: `(name, type, help, value)`.
+pub type Family = (&'static str, &'static str, &'static str, f64);
+
 /// Counters for `/metrics`.
 #[derive(Default)]
 pub struct AntiEntropyMetrics {
@@ -159,8 +162,8 @@ impl AntiEntropyMetrics {
             .store((s.seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
-    /// `(name, type, help, value)` of every metric.
-    pub fn families(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+    /// Every metric.
+    pub fn families(&self) -> Vec<Family> {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         vec![
             (

@@ -20,6 +20,12 @@ pub const WINDOW_MS: i64 = 2 * 3_600_000;
 /// the caller to resume, so no call runs into the RPC deadline however large the history.
 pub const SAMPLES_PER_CALL: u64 = 4_000_000;
 
+/// Local series in a token range: `(token, labels, samples)`.
+pub type TokenSeries = Vec<(u64, Labels, Vec<Sample>)>;
+
+/// Summarised windows: `(window start, tree, samples in it)`.
+pub type WindowTrees = Vec<(i64, MerkleTree, u64)>;
+
 /// The part of window `w` inside `[mint, maxt]`, if any.
 pub fn window_bounds(w: i64, window_ms: i64, mint: i64, maxt: i64) -> Option<(i64, i64)> {
     let lo = w.max(mint);
@@ -33,7 +39,7 @@ pub fn local_series(
     ranges: &TokenRanges,
     mint: i64,
     maxt: i64,
-) -> Result<Vec<(u64, Labels, Vec<Sample>)>, StorageError> {
+) -> Result<TokenSeries, StorageError> {
     let found = engine.select_series_where(mint, maxt, |l| ranges.contains(series_token(l)))?;
     Ok(found
         .into_iter()
@@ -71,7 +77,7 @@ pub fn trees(
     maxt: i64,
     window_ms: i64,
     only: &[i64],
-) -> Result<(Vec<(i64, MerkleTree, u64)>, Option<i64>), StorageError> {
+) -> Result<(WindowTrees, Option<i64>), StorageError> {
     let windows: Vec<i64> = if only.is_empty() {
         engine.data_windows(window_ms, mint, maxt)
     } else {
