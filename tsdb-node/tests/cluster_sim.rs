@@ -10,7 +10,9 @@
 //!    crash; in-flight coordination does not). Everything, including the fault schedule, comes
 //!    from the seed, so a failing seed replays exactly. Invariants: a read that the rule
 //!    calls complete holds every write acknowledged at quorum; after healing every
-//!    acknowledged write is readable; no answer holds a timestamp twice.
+//!    acknowledged write is readable; no answer holds a timestamp twice; after healing and
+//!    one anti-entropy round (the real Merkle summaries, range planning and merge rule),
+//!    every owner of a series holds exactly the same samples.
 //! 2. **Membership.** Real `chitchat` gossip through `cluster::membership::Membership` over
 //!    chitchat's in-process transport, under tokio's paused clock: seeded partitions and
 //!    restarts (a restarted node comes back with a new generation and address, as a
@@ -26,9 +28,13 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tsdb_node::cluster::anti_entropy::{peer_ranges, samples_to_pull, Scope};
 use tsdb_node::cluster::membership::{GossipSettings, Membership};
+use tsdb_node::cluster::merkle::{bucket_ranges, MerkleTree, WindowedLeaves, LEAVES};
 use tsdb_node::cluster::read::merge_samples;
 use tsdb_node::cluster::replication::{plan, AckTracker};
+use tsdb_node::cluster::ring::series_token;
+use tsdb_node::cluster::summaries::WINDOW_MS;
 use tsdb_node::cluster::{Consistency, NodeMode, Ring};
 use tsdb_node::storage::{Labels, Sample};
 
@@ -504,8 +510,82 @@ impl DataSim {
                 return Err(format!("s{s}@{t} acknowledged but on {holding} owners"));
             }
         }
+        // Coordinators that crashed before hinting left some owners short; one anti-entropy
+        // round makes every owner of a series hold the same samples.
+        self.anti_entropy_round();
+        for (s, labels) in self.labels.iter().enumerate() {
+            let copies: Vec<(&str, Option<&BTreeMap<i64, u64>>)> = self
+                .ring
+                .owners(labels)
+                .into_iter()
+                .map(|o| (o, self.nodes[node_index(o)].store.get(&s)))
+                .collect();
+            if copies.windows(2).any(|w| w[0].1 != w[1].1) {
+                return Err(format!(
+                    "series {s}: replicas differ after anti-entropy: {copies:?}"
+                ));
+            }
+        }
         Ok(())
     }
+
+    /// Every node compares with each co-owner through the real Merkle summaries and pulls
+    /// what it lacks with the real merge rule, as `cluster::anti_entropy` does over gRPC.
+    fn anti_entropy_round(&mut self) {
+        let n = self.nodes.len();
+        let tokens: Vec<u64> = self.labels.iter().map(series_token).collect();
+        for me in 0..n {
+            let plan = peer_ranges(&self.ring, &format!("n{me}"), Scope::CoOwners);
+            for (peer, ranges) in plan {
+                let p = node_index(&peer);
+                let trees = |node: &SimNode| {
+                    let mut w = WindowedLeaves::new(WINDOW_MS);
+                    for (s, samples) in &node.store {
+                        if ranges.contains(tokens[*s]) {
+                            w.add_series(tokens[*s], &as_samples(samples));
+                        }
+                    }
+                    w.trees()
+                };
+                let (mine, theirs) = (trees(&self.nodes[me]), trees(&self.nodes[p]));
+                let mut pulls: Vec<(usize, Vec<Sample>)> = Vec::new();
+                for (w, (tree, _)) in &theirs {
+                    let empty = MerkleTree::from_leaves(vec![0; LEAVES]).unwrap();
+                    let local = mine.get(w).map(|x| &x.0).unwrap_or(&empty);
+                    if local.root() == tree.root() {
+                        continue;
+                    }
+                    let buckets = bucket_ranges(&local.differing_leaves(tree)).intersect(&ranges);
+                    for (s, samples) in &self.nodes[p].store {
+                        if !buckets.contains(tokens[*s]) {
+                            continue;
+                        }
+                        let local = self.nodes[me]
+                            .store
+                            .get(s)
+                            .map(as_samples)
+                            .unwrap_or_default();
+                        pulls.push((*s, samples_to_pull(&local, &as_samples(samples))));
+                    }
+                }
+                for (s, samples) in pulls {
+                    let flat: Vec<SimSample> =
+                        samples.iter().map(|x| (s, x.t, x.v as u64)).collect();
+                    self.apply(me, &flat);
+                }
+            }
+        }
+    }
+}
+
+fn node_index(id: &str) -> usize {
+    id.trim_start_matches('n')
+        .parse()
+        .expect("sim node ids are n<i>")
+}
+
+fn as_samples(m: &BTreeMap<i64, u64>) -> Vec<Sample> {
+    m.iter().map(|(t, v)| Sample::new(*t, *v as f64)).collect()
 }
 
 #[test]

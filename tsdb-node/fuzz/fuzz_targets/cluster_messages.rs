@@ -1,13 +1,15 @@
 //! Feeds arbitrary bytes to what a node decodes from its peers and its hint files: the gRPC
-//! messages (`WriteRequest`, `SelectRequest`) with their conversions to storage types, and
-//! hint-file records. None may panic; whatever converts must survive a round trip.
+//! messages (`WriteRequest`, `SelectRequest`, `TreeRequest`, `TreeResponse`) with their
+//! conversions to storage types and Merkle trees, and hint-file records. None may panic; whatever converts must survive a round trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use tsdb_node::cluster::hints::decode_records;
+use tsdb_node::cluster::merkle::MerkleTree;
 use tsdb_node::cluster::rpc::{
-    matchers_from_wire, matchers_to_wire, write_batch, write_request, SelectRequest, WriteRequest,
+    matchers_from_wire, matchers_to_wire, ranges_from_wire, ranges_to_wire, write_batch,
+    write_request, SelectRequest, TreeRequest, TreeResponse, WriteRequest,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +26,24 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(ms) = matchers_from_wire(req.matchers) {
             let back = matchers_from_wire(matchers_to_wire(&ms)).expect("round trip");
             assert_eq!(back.len(), ms.len());
+        }
+    }
+    if let Ok(req) = SelectRequest::decode(data) {
+        if let Ok(r) = ranges_from_wire(&req.token_ranges) {
+            assert_eq!(ranges_from_wire(&ranges_to_wire(&r)).expect("round trip"), r);
+        }
+    }
+    if let Ok(req) = TreeRequest::decode(data) {
+        if let Ok(r) = ranges_from_wire(&req.ranges) {
+            assert_eq!(ranges_from_wire(&ranges_to_wire(&r)).expect("round trip"), r);
+        }
+    }
+    if let Ok(resp) = TreeResponse::decode(data) {
+        for w in resp.windows {
+            // What a node builds from a peer's leaves: any count, never a panic.
+            if let Some(t) = MerkleTree::from_leaves(w.nodes) {
+                let _ = t.differing_leaves(&t);
+            }
         }
     }
     let _ = decode_records(data);

@@ -61,6 +61,9 @@ struct Args {
     /// Replication factor in a cluster.
     #[arg(long, env = "STRATA_REPLICATION_FACTOR")]
     replication_factor: Option<usize>,
+    /// Time between anti-entropy rounds in a cluster (e.g. 10m; 0 turns them off).
+    #[arg(long, env = "STRATA_ANTI_ENTROPY_INTERVAL")]
+    anti_entropy_interval: Option<String>,
     /// MQTT broker URL (tcp://host:1883 or ssl://host:8883).
     #[arg(long, env = "STRATA_MQTT_BROKER")]
     mqtt_broker: Option<String>,
@@ -130,6 +133,12 @@ fn build_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(rf) = args.replication_factor {
         cfg.cluster.replication_factor = rf;
+    }
+    if let Some(d) = &args.anti_entropy_interval {
+        cfg.cluster.anti_entropy_interval = tsdb_node::config::HumanDuration(
+            tsdb_node::config::parse_duration(d)
+                .map_err(|e| anyhow::anyhow!("--anti-entropy-interval: {e}"))?,
+        );
     }
     cfg.validate().context("invalid configuration")?;
     Ok(cfg)

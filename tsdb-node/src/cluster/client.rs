@@ -13,7 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::rpc::{
-    self, SelectRequest, SelectResponse, SeriesResponse, WriteRequest, WriteResponse,
+    self, SelectRequest, SelectResponse, SeriesResponse, TreeRequest, TreeResponse, WriteRequest,
+    WriteResponse,
 };
 
 /// Channels to peers, shared by every request. Cheap to clone.
@@ -120,5 +121,9 @@ impl Peers {
         req: SelectRequest,
     ) -> Result<SeriesResponse, Status> {
         self.call(addr, rpc::PATH_SERIES, req).await
+    }
+
+    pub async fn tree(&self, addr: SocketAddr, req: TreeRequest) -> Result<TreeResponse, Status> {
+        self.call(addr, rpc::PATH_TREE, req).await
     }
 }

@@ -160,6 +160,7 @@ impl Cluster {
                 matchers: rpc::matchers_to_wire(&[Matcher::equal(METRIC_NAME_LABEL, &name)]),
                 mint: i64::MIN,
                 maxt: i64::MAX,
+                token_ranges: Vec::new(),
             };
             let mut answers: HashMap<String, HashMap<Labels, usize>> = HashMap::new();
             for node in ring.nodes() {

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use tonic::Status;
 
+use super::merkle;
+use super::ring::series_token;
 use super::rpc::{
-    self, LabelSet, Rejected, SelectRequest, SelectResponse, SeriesResponse, WriteRequest,
-    WriteResponse,
+    self, LabelSet, Rejected, SelectRequest, SelectResponse, SeriesResponse, TreeRequest,
+    TreeResponse, WindowNodes, WriteRequest, WriteResponse,
 };
+use super::summaries;
 use crate::storage::{Engine, StorageError};
 
 /// Serves the cluster RPCs over the local engine.
@@ -62,15 +65,75 @@ impl RpcHandler {
         })
     }
 
+    /// Samples of the matching series; with token ranges, only series whose token lies in
+    /// them (chosen before decoding when there are no matchers, as anti-entropy asks).
     pub async fn select(&self, req: SelectRequest) -> Result<SelectResponse, Status> {
         let matchers = rpc::matchers_from_wire(req.matchers).map_err(malformed)?;
+        let tokens = if req.token_ranges.is_empty() {
+            None
+        } else {
+            Some(rpc::ranges_from_wire(&req.token_ranges).map_err(malformed)?)
+        };
         let engine = self.engine.clone();
-        let found = blocking(move || engine.select(&matchers, req.mint, req.maxt)).await?;
+        let found = blocking(move || match tokens {
+            None => engine.select(&matchers, req.mint, req.maxt),
+            Some(t) if matchers.is_empty() => {
+                engine.select_series_where(req.mint, req.maxt, |l| t.contains(series_token(l)))
+            }
+            Some(t) => Ok(engine
+                .select(&matchers, req.mint, req.maxt)?
+                .into_iter()
+                .filter(|s| t.contains(series_token(&s.labels)))
+                .collect()),
+        })
+        .await?;
         Ok(SelectResponse {
             series: found
                 .iter()
                 .map(|s| rpc::series_to_wire(&s.labels, &s.samples))
                 .collect(),
+        })
+    }
+
+    /// Merkle trees of the local samples in the requested token ranges, per window, at the
+    /// requested depth (anti-entropy).
+    pub async fn tree(&self, req: TreeRequest) -> Result<TreeResponse, Status> {
+        if req.window_ms <= 0 {
+            return Err(Status::invalid_argument("window_ms must be positive"));
+        }
+        if req.depth > merkle::DEPTH {
+            return Err(Status::invalid_argument(format!(
+                "depth {} is below the leaves ({})",
+                req.depth,
+                merkle::DEPTH
+            )));
+        }
+        if req.mint > req.maxt {
+            return Ok(TreeResponse::default());
+        }
+        let ranges = rpc::ranges_from_wire(&req.ranges).map_err(malformed)?;
+        let engine = self.engine.clone();
+        let (trees, resume_from) = blocking(move || {
+            summaries::trees(
+                &engine,
+                &ranges,
+                req.mint,
+                req.maxt,
+                req.window_ms,
+                &req.windows,
+            )
+        })
+        .await?;
+        Ok(TreeResponse {
+            windows: trees
+                .into_iter()
+                .map(|(start, tree, samples)| WindowNodes {
+                    start,
+                    nodes: tree.level(req.depth).unwrap_or(&[]).to_vec(),
+                    samples,
+                })
+                .collect(),
+            resume_from,
         })
     }
 

@@ -9,20 +9,27 @@
 //! - `hints`: durable hints for owners that did not answer; `view` keeps the membership view
 //!   fresh and delivers hints.
 //! - `read`: fan-out reads, merge and deduplicate replicas, completeness warnings.
+//! - `anti_entropy` (with `merkle`, `summaries`, `token_ranges`): replicas compare Merkle
+//!   summaries of the ranges they share and pull what they lack; a joining node pulls its
+//!   new ranges.
 //!
 //! A node without seeds and without a gossip address is not clustered at all: nothing here
 //! runs and the node behaves as a single node.
 
+pub mod anti_entropy;
 pub mod client;
 mod decommission;
 pub mod handler;
 pub mod hints;
 pub mod membership;
+pub mod merkle;
 pub mod read;
 pub mod replication;
 pub mod ring;
 pub mod rpc;
 pub mod server;
+pub mod summaries;
+pub mod token_ranges;
 mod view;
 pub mod write;
 
@@ -180,6 +187,9 @@ pub struct ClusterSettings {
     /// `<data_dir>/cluster`: hints and the remembered ring members.
     pub state_dir: PathBuf,
     pub max_hint_bytes: u64,
+    /// Time between background anti-entropy rounds; zero turns them off (also the round
+    /// after start-up that pulls a joining node's ranges).
+    pub anti_entropy_interval: Duration,
 }
 
 impl ClusterSettings {
@@ -258,6 +268,7 @@ impl ClusterSettings {
             dead_node_grace: c.dead_node_grace.0,
             state_dir: base_dir.join(&cfg.storage.data_dir).join("cluster"),
             max_hint_bytes: c.max_hint_bytes,
+            anti_entropy_interval: c.anti_entropy_interval.0,
         }))
     }
 }
@@ -286,6 +297,7 @@ pub struct Cluster {
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     decommissioning: std::sync::atomic::AtomicBool,
+    anti_entropy: anti_entropy::AntiEntropy,
 }
 
 impl Cluster {
@@ -356,6 +368,7 @@ impl Cluster {
             stop,
             tasks: Default::default(),
             decommissioning: Default::default(),
+            anti_entropy: Default::default(),
             settings,
         });
 
@@ -379,11 +392,16 @@ impl Cluster {
             }
         });
         let view_task = tokio::spawn(view::run(cluster.clone(), stop_rx.clone()));
-        let hint_task = tokio::spawn(view::deliver_hints(cluster.clone(), stop_rx));
+        let hint_task = tokio::spawn(view::deliver_hints(cluster.clone(), stop_rx.clone()));
         cluster
             .tasks
             .lock()
             .extend([grpc_task, view_task, hint_task]);
+        let interval = cluster.settings.anti_entropy_interval;
+        if !interval.is_zero() {
+            let task = tokio::spawn(anti_entropy::run(cluster.clone(), interval, stop_rx));
+            cluster.tasks.lock().push(task);
+        }
         view::await_first_peers(&cluster).await;
         tracing::info!(
             node_id = %cluster.settings.node_id,

@@ -139,6 +139,7 @@ impl Cluster {
             matchers: rpc::matchers_to_wire(matchers),
             mint,
             maxt,
+            token_ranges: Vec::new(),
         };
         let (answers, mut warnings) = self
             .fan_out(
@@ -187,6 +188,7 @@ impl Cluster {
             matchers: rpc::matchers_to_wire(matchers),
             mint,
             maxt,
+            token_ranges: Vec::new(),
         };
         let (answers, warnings) = self
             .fan_out(

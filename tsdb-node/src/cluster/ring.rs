@@ -113,6 +113,14 @@ impl Ring {
             .collect()
     }
 
+    /// The owners of a token, primary first.
+    pub fn owners_of_token(&self, token: u64) -> Vec<&str> {
+        self.owner_indices(token)
+            .into_iter()
+            .filter_map(|i| self.nodes.get(i).map(String::as_str))
+            .collect()
+    }
+
     /// The node id at `index` (as returned by [`Ring::owner_indices`]).
     pub fn node(&self, index: usize) -> Option<&str> {
         self.nodes.get(index).map(String::as_str)

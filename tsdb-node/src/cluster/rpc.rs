@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use super::token_ranges::TokenRanges;
 use crate::storage::{Label, Labels, MatchOp, Matcher, Sample};
 
 /// Fully qualified service name.
@@ -14,6 +15,7 @@ pub const SERVICE: &str = "strata.cluster.v1.Cluster";
 pub const PATH_WRITE: &str = "/strata.cluster.v1.Cluster/Write";
 pub const PATH_SELECT: &str = "/strata.cluster.v1.Cluster/Select";
 pub const PATH_SERIES: &str = "/strata.cluster.v1.Cluster/Series";
+pub const PATH_TREE: &str = "/strata.cluster.v1.Cluster/Tree";
 /// gRPC metadata key carrying the cluster secret.
 pub const SECRET_METADATA: &str = "x-strata-cluster-secret";
 
@@ -70,6 +72,15 @@ pub struct MatcherMsg {
     pub value: String,
 }
 
+/// Series tokens `first..=last`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TokenRange {
+    #[prost(fixed64, tag = "1")]
+    pub first: u64,
+    #[prost(fixed64, tag = "2")]
+    pub last: u64,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SelectRequest {
     #[prost(message, repeated, tag = "1")]
@@ -78,6 +89,52 @@ pub struct SelectRequest {
     pub mint: i64,
     #[prost(int64, tag = "3")]
     pub maxt: i64,
+    /// When not empty, only series whose token lies in one of these ranges (anti-entropy
+    /// fetching the buckets it lacks).
+    #[prost(message, repeated, tag = "4")]
+    pub token_ranges: Vec<TokenRange>,
+}
+
+/// Asks for the Merkle trees of the samples in `[mint, maxt]` of the series whose tokens lie
+/// in `ranges`, one tree per `window_ms`-wide window.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TreeRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub ranges: Vec<TokenRange>,
+    #[prost(int64, tag = "2")]
+    pub mint: i64,
+    #[prost(int64, tag = "3")]
+    pub maxt: i64,
+    #[prost(int64, tag = "4")]
+    pub window_ms: i64,
+    /// Which level of each tree to answer: 0 the root, `merkle::DEPTH` the leaves.
+    #[prost(uint32, tag = "5")]
+    pub depth: u32,
+    /// When not empty, only these windows (by start); else every window with data.
+    #[prost(int64, repeated, tag = "6")]
+    pub windows: Vec<i64>,
+}
+
+/// The nodes of one window's tree at the requested depth.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WindowNodes {
+    #[prost(int64, tag = "1")]
+    pub start: i64,
+    #[prost(fixed64, repeated, tag = "2")]
+    pub nodes: Vec<u64>,
+    /// Samples summarised.
+    #[prost(uint64, tag = "3")]
+    pub samples: u64,
+}
+
+/// Windows without samples are left out. An answer may stop early to bound the work of one
+/// call: `resume_from`, when set, is where the caller asks again.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TreeResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub windows: Vec<WindowNodes>,
+    #[prost(int64, optional, tag = "2")]
+    pub resume_from: Option<i64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -199,6 +256,24 @@ pub fn series_from_wire(s: SeriesSamples) -> Result<(Labels, Vec<Sample>), Malfo
     Ok((labels_from_wire(s.labels), samples))
 }
 
+pub fn ranges_to_wire(r: &TokenRanges) -> Vec<TokenRange> {
+    r.spans()
+        .iter()
+        .map(|&(first, last)| TokenRange { first, last })
+        .collect()
+}
+
+/// Ranges with `first > last` are malformed rather than silently empty.
+pub fn ranges_from_wire(r: &[TokenRange]) -> Result<TokenRanges, MalformedMessage> {
+    if let Some(bad) = r.iter().find(|x| x.first > x.last) {
+        return Err(MalformedMessage(format!(
+            "token range {}..={} is reversed",
+            bad.first, bad.last
+        )));
+    }
+    Ok(TokenRanges::from_spans(r.iter().map(|x| (x.first, x.last))))
+}
+
 pub fn matchers_to_wire(ms: &[Matcher]) -> Vec<MatcherMsg> {
     ms.iter()
         .map(|m| MatcherMsg {
@@ -267,6 +342,33 @@ mod tests {
             values: vec![],
         };
         assert_eq!(s.encode_to_vec(), vec![0x12, 0x01, 0x01]);
+        // Tree nodes are packed fixed64 (field 2, wire type 2), little-endian.
+        let w = WindowNodes {
+            start: 0,
+            nodes: vec![1],
+            samples: 0,
+        };
+        assert_eq!(w.encode_to_vec(), vec![0x12, 0x08, 1, 0, 0, 0, 0, 0, 0, 0]);
+        // TokenRange bounds are fixed64 fields 1 and 2 (wire type 1).
+        let r = TokenRange { first: 1, last: 2 };
+        assert_eq!(
+            r.encode_to_vec(),
+            vec![0x09, 1, 0, 0, 0, 0, 0, 0, 0, 0x11, 2, 0, 0, 0, 0, 0, 0, 0]
+        );
+        // `resume_from` is proto3 `optional`: present when set, even to 0.
+        let t = TreeResponse {
+            windows: vec![],
+            resume_from: Some(0),
+        };
+        assert_eq!(t.encode_to_vec(), vec![0x10, 0x00]);
+        // A request from a node that predates `token_ranges` decodes to "no filter".
+        let old = SelectRequest {
+            matchers: vec![],
+            mint: 1,
+            maxt: 2,
+            token_ranges: vec![],
+        };
+        assert_eq!(old.encode_to_vec(), vec![0x10, 0x01, 0x18, 0x02]);
     }
 
     #[test]
@@ -291,5 +393,12 @@ mod tests {
             value: "(".into()
         }])
         .is_err());
+        assert!(ranges_from_wire(&[TokenRange { first: 2, last: 1 }]).is_err());
+        let r = ranges_from_wire(&[
+            TokenRange { first: 5, last: 9 },
+            TokenRange { first: 1, last: 4 },
+        ])
+        .unwrap();
+        assert_eq!(r.spans(), &[(1, 9)]);
     }
 }

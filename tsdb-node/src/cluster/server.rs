@@ -1,7 +1,7 @@
 //! The gRPC server side: routing of `strata.cluster.v1.Cluster` methods to the handler, and
 //! the cluster-secret check in front of every call.
 //!
-//! This is what `tonic-build` would generate for the three unary methods, written out so the
+//! This is what `tonic-build` would generate for the unary methods, written out so the
 //! build needs neither `protoc` nor a build script (see ARCHITECTURE.md).
 
 use std::convert::Infallible;
@@ -165,6 +165,12 @@ where
             rpc::PATH_SERIES => Box::pin(unary(req, secret, max, move |r| async move {
                 h.series(r).await
             })),
+            rpc::PATH_TREE => Box::pin(unary(
+                req,
+                secret,
+                max,
+                move |r| async move { h.tree(r).await },
+            )),
             _ => {
                 Box::pin(
                     async move { Ok(Status::unimplemented("unknown method").into_http::<Body>()) },

@@ -291,6 +291,10 @@ pub struct ClusterConfig {
     /// Most bytes of hints kept on disk for one unreachable node; writes beyond it are not
     /// hinted (anti-entropy repairs them later).
     pub max_hint_bytes: u64,
+    /// Time between anti-entropy rounds (replicas compare Merkle summaries and pull what
+    /// they lack); `0` turns background rounds off, including the one after start-up that
+    /// brings a joining node the data of its ranges.
+    pub anti_entropy_interval: HumanDuration,
 }
 
 impl Default for ClusterConfig {
@@ -310,6 +314,7 @@ impl Default for ClusterConfig {
             rpc_timeout: HumanDuration::from_secs(10),
             dead_node_grace: HumanDuration::from_secs(7 * 86_400),
             max_hint_bytes: 1 << 30,
+            anti_entropy_interval: HumanDuration::from_secs(600),
         }
     }
 }

@@ -133,3 +133,19 @@ pub async fn decommission(State(ctx): State<AppState>) -> Result<Response, ApiEr
         },
     })))
 }
+
+/// `POST /api/v1/admin/anti-entropy`: runs an anti-entropy round now — with the co-owners of
+/// this node's ranges and with the owners those ranges would have without it — and answers
+/// what it compared and repaired.
+pub async fn anti_entropy(State(ctx): State<AppState>) -> Result<Response, ApiError> {
+    let Some(cluster) = &ctx.cluster else {
+        return Err(ApiError::bad_data("this node is not part of a cluster"));
+    };
+    let summary = cluster
+        .anti_entropy_round(crate::cluster::anti_entropy::Scope::WithPreviousOwners)
+        .await;
+    Ok(success(json!({
+        "node_id": cluster.node_id(),
+        "round": summary,
+    })))
+}

@@ -229,6 +229,12 @@ pub async fn exposition(State(ctx): State<AppState>) -> impl IntoResponse {
     if let Some(m) = &ctx.mqtt {
         m.render(&mut o);
     }
+    if let Some(c) = &ctx.cluster {
+        for (name, kind, help, v) in c.anti_entropy_metrics().families() {
+            family(&mut o, name, kind, help);
+            sample(&mut o, name, "", v);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -117,6 +117,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/api/v1/cluster/members", get(cluster::members))
         .route("/api/v1/cluster/ring", get(cluster::ring))
         .route("/api/v1/admin/decommission", post(cluster::decommission))
+        .route("/api/v1/admin/anti-entropy", post(cluster::anti_entropy))
         // Live stream of written samples
         .route("/api/v1/stream", get(stream::stream))
         .layer(DefaultBodyLimit::max(limit));

@@ -12,6 +12,7 @@ mod downsample;
 mod handle;
 mod maintenance;
 mod recovery;
+mod replica;
 mod retention;
 
 use std::path::PathBuf;
@@ -183,6 +184,15 @@ impl Engine {
 
     /// Appends samples; returns once every accepted sample is durable in the WAL.
     pub fn append(&self, batch: &[(SeriesId, Sample)]) -> Result<AppendOutcome, StorageError> {
+        self.append_within(batch, self.opts.out_of_order_window_ms)
+    }
+
+    /// [`Engine::append`] refusing samples older than the newest minus `window` ms.
+    pub(crate) fn append_within(
+        &self,
+        batch: &[(SeriesId, Sample)],
+        window: i64,
+    ) -> Result<AppendOutcome, StorageError> {
         let mut outcome = AppendOutcome::default();
         if batch.is_empty() {
             return Ok(outcome);
@@ -193,7 +203,6 @@ impl Engine {
         let optimistic = Wal::encode_samples(batch)?;
         let ticket = {
             let mut st = self.state.write();
-            let window = self.opts.out_of_order_window_ms;
             let mut max_t = st.max_t;
             let mut accepted = Vec::with_capacity(batch.len());
             // Batches grouped by series repeat an id many times in a row: look it up once.
