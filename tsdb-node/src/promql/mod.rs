@@ -32,6 +32,7 @@ mod rollup;
 pub(crate) mod selector;
 mod series_eval;
 pub mod source;
+mod streaming;
 mod value;
 
 pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};
