@@ -188,6 +188,19 @@ fn series_by_series_evaluation_equals_the_step_loop() {
         .with_rollups(false);
     let fast = QueryEngine::new(engine.clone(), QueryLimits::default());
     let fast_raw = QueryEngine::new(engine.clone(), QueryLimits::default()).with_rollups(false);
+    // Streaming off: series loaded first, then evaluated series by series.
+    let loaded = QueryEngine::new(engine.clone(), QueryLimits::default())
+        .with_rollups(false)
+        .with_streaming(false);
+    // Streamed on one thread (the sequential fold) and on three (partial folds merged).
+    let streamed: Vec<QueryEngine> = [1, 3]
+        .iter()
+        .map(|&n| {
+            QueryEngine::new(engine.clone(), QueryLimits::default())
+                .with_rollups(false)
+                .with_threads(n)
+        })
+        .collect();
     let queries = [
         "temp",
         "temp offset 3m",
@@ -206,6 +219,10 @@ fn series_by_series_evaluation_equals_the_step_loop() {
         "stdvar by (kind) (max_over_time(temp[15m]))",
         "group(temp)",
         "min((sum_over_time(temp[5m])))",
+        "count(temp offset 2m)",
+        "max by (kind) (rate(temp[5m]))",
+        "avg without (kind) (increase(temp[10m]))",
+        "stddev(temp)",
     ];
     for q in queries {
         for &(s, e, step) in &[
@@ -214,6 +231,10 @@ fn series_by_series_evaluation_equals_the_step_loop() {
         ] {
             let want = step_loop.range(q, s, e, step).unwrap();
             assert_same(q, want.clone(), fast.range(q, s, e, step).unwrap());
+            assert_same(q, want.clone(), loaded.range(q, s, e, step).unwrap());
+            for qe in &streamed {
+                assert_same(q, want.clone(), qe.range(q, s, e, step).unwrap());
+            }
             assert_same(q, want, fast_raw.range(q, s, e, step).unwrap());
         }
     }

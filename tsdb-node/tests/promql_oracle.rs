@@ -588,6 +588,15 @@ const QUERIES: &[&str] = &[
     "round(-gauge_temp, 0.1)",
     "sum(gauge_temp @ 1700003600)",
     "stddev by (code) (rate(http_requests_total[10m]))",
+    // Shapes streamed series by series on several threads, partial folds merged.
+    "sum(rate(http_requests_total[5m]))",
+    "avg(rate(http_requests_total[5m]))",
+    "min by (code) (increase(http_requests_total[10m]))",
+    "max(avg_over_time(gauge_temp[5m]))",
+    "count(stopping_gauge)",
+    "avg by (dc) (gauge_temp offset 10m)",
+    "group(deriv(gauge_temp[10m]))",
+    "stddev(rate(http_requests_total[5m]))",
     // Dates, smoothing and the remaining math.
     "year()",
     "month()",

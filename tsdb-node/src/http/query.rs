@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::params::{get, pairs, time_param};
 use super::{ApiError, AppState};
 use crate::config::parse_duration;
-use crate::promql::{render_data, QueryError, QueryResult};
+use crate::promql::{render_data_into, QueryError, QueryResult};
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
@@ -52,14 +52,21 @@ fn check_complete(p: &[(String, String)], r: &QueryResult) -> Result<(), ApiErro
     Ok(())
 }
 
-fn respond(r: QueryResult) -> Response {
-    let mut body = String::from("{\"status\":\"success\",\"data\":");
-    body.push_str(&render_data(&r));
+/// The success envelope around `r`, rendered on the blocking thread that evaluated it: a long
+/// matrix takes a while to format and should not hold up an async worker.
+fn render(r: &QueryResult) -> String {
+    let mut body = String::with_capacity(256);
+    body.push_str("{\"status\":\"success\",\"data\":");
+    render_data_into(r, &mut body);
     if !r.warnings.is_empty() {
         body.push_str(",\"warnings\":");
         body.push_str(&serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into()));
     }
     body.push('}');
+    body
+}
+
+fn respond(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -74,10 +81,13 @@ async fn instant(
         .to_string();
     let time = time_param(&p, "time", now_ms())?;
     let engine = ctx.queries.clone();
-    let r = super::error::blocking(move || engine.instant(&query, time).map_err(ApiError::from))
-        .await?;
-    check_complete(&p, &r)?;
-    Ok(respond(r))
+    let body = super::error::blocking(move || {
+        let r = engine.instant(&query, time)?;
+        check_complete(&p, &r)?;
+        Ok(render(&r))
+    })
+    .await?;
+    Ok(respond(body))
 }
 
 async fn range(
@@ -95,14 +105,13 @@ async fn range(
     let end = time_param(&p, "end", 0).and_then(|v| need("end").map(|_| v))?;
     let step = step_ms(need("step")?)?;
     let engine = ctx.queries.clone();
-    let r = super::error::blocking(move || {
-        engine
-            .range(&query, start, end, step)
-            .map_err(ApiError::from)
+    let body = super::error::blocking(move || {
+        let r = engine.range(&query, start, end, step)?;
+        check_complete(&p, &r)?;
+        Ok(render(&r))
     })
     .await?;
-    check_complete(&p, &r)?;
-    Ok(respond(r))
+    Ok(respond(body))
 }
 
 pub async fn query_get(

@@ -231,6 +231,43 @@ pub(crate) fn accumulate(op: u16, g: &mut Group, el: Elem) {
     }
 }
 
+/// Whether partial states of `op` over consecutive runs of series can be combined by
+/// [`merge`] (the moment-based `stddev`/`stdvar` are left to one sequential fold).
+pub(crate) fn is_mergeable(op: u16) -> bool {
+    matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP)
+}
+
+/// Folds `b`, the state of the same group over series that come after `a`'s, into `a`. Equals
+/// folding those series into `a` one by one, up to the rounding of `sum` and `avg`.
+pub(crate) fn merge(op: u16, a: &mut Group, b: &Group) {
+    match op {
+        T_SUM => a.value += b.value,
+        T_COUNT => a.count += b.count,
+        T_MIN | T_MAX => accumulate(
+            op,
+            a,
+            Elem {
+                labels: Labels::default(),
+                t: 0,
+                v: b.value,
+            },
+        ),
+        T_AVG => {
+            let n = a.count + b.count;
+            a.mean = if a.mean.is_finite() && b.mean.is_finite() {
+                // Weighted per side, so that means near the float limit do not overflow.
+                a.mean * (a.count / n) + b.mean * (b.count / n)
+            } else {
+                // An infinite mean stays unless the other side brings the opposite infinity
+                // or a NaN, as in the one-by-one fold; addition gives exactly that.
+                a.mean + b.mean
+            };
+            a.count = n;
+        }
+        _ => {}
+    }
+}
+
 /// The `k` largest (or smallest) elements, in that order; NaN ranks last either way.
 fn select_k(mut members: Vec<Elem>, k: i64, top: bool, ts: i64) -> Vec<Elem> {
     members.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {

@@ -17,6 +17,7 @@ use super::rollup::{self, Grid, RollupRead, WindowFold};
 use super::selector::{node_key, Store};
 use super::series_eval;
 use super::source::SeriesSource;
+use super::streaming::{self, Streaming};
 use super::value::{Elem, QueryResult, StepValue, Value};
 
 /// Most steps a range query may have, as in Prometheus.
@@ -57,6 +58,10 @@ pub struct QueryEngine {
     rollup_selectors: AtomicU64,
     /// Whether range queries of the common shapes are evaluated series by series.
     series_eval: bool,
+    /// Whether those shapes stream series from a local engine instead of loading them first.
+    streaming: bool,
+    /// Threads a streamed query spreads its series over.
+    threads: usize,
 }
 
 /// The aggregations accepted over a range selector (seed 003's shorthand).
@@ -144,6 +149,11 @@ impl QueryEngine {
             use_rollups: true,
             rollup_selectors: AtomicU64::new(0),
             series_eval: true,
+            streaming: true,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4),
         }
     }
 
@@ -157,6 +167,22 @@ impl QueryEngine {
     /// [`super::series_eval`]).
     pub fn with_series_eval(mut self, on: bool) -> Self {
         self.series_eval = on;
+        self
+    }
+
+    /// Turns streaming on (the default) or off: with it, the shapes evaluated series by series
+    /// read their series one at a time from a local engine, on several threads (see
+    /// [`super::streaming`]); without it, they are loaded first. Answers are the same up to
+    /// the rounding of sums.
+    pub fn with_streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
+    }
+
+    /// How many threads one streamed query may use (at least one; by default the machine's
+    /// parallelism, at most four).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
         self
     }
 
@@ -251,6 +277,32 @@ impl QueryEngine {
             end: end_ms,
             step: step_ms,
         };
+        if let (true, true, Plan::Expr(e), Some(engine)) = (
+            self.series_eval,
+            self.streaming,
+            &plan,
+            self.source.local_engine(),
+        ) {
+            let empty = Store::default();
+            let ev = self.evaluator(&empty, start_ms, end_ms, deadline);
+            let how = Streaming {
+                threads: self.threads,
+                resolutions: if self.use_rollups {
+                    &engine.options().downsample_resolutions_ms
+                } else {
+                    &[]
+                },
+                max_samples: self.limits.max_samples,
+            };
+            if let Some(r) = streaming::try_range(engine, &ev, e, grid, &how) {
+                let (series, cost) = r?;
+                self.check_samples(cost)?;
+                return Ok(QueryResult {
+                    value: Value::Matrix(series.into_iter().collect()),
+                    warnings: Vec::new(),
+                });
+            }
+        }
         let store = self.load(&plan, grid)?;
         let ev = self.evaluator(&store, start_ms, end_ms, deadline);
         if let (true, Plan::Expr(e)) = (self.series_eval, &plan) {

@@ -32,10 +32,11 @@ mod rollup;
 pub(crate) mod selector;
 mod series_eval;
 pub mod source;
+mod streaming;
 mod value;
 
 pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};
 pub use error::QueryError;
-pub use json::{format_sample_value, format_timestamp, render_data};
+pub use json::{format_sample_value, format_timestamp, render_data, render_data_into};
 pub use source::{SeriesSource, Sourced};
 pub use value::{QueryResult, Value, STALE_NAN_BITS};

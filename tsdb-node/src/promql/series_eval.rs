@@ -52,19 +52,19 @@ const RANGE_FUNCTIONS: [&str; 17] = [
 pub(crate) type RangeResult = BTreeMap<Labels, Vec<(i64, f64)>>;
 
 /// The instant-vector expressions this module evaluates per series.
-enum Inner<'e> {
+pub(super) enum Inner<'e> {
     Selector(&'e VectorSelector),
     RangeCall(&'static str, &'e MatrixSelector),
 }
 
-fn unwrap(mut e: &Expr) -> &Expr {
+pub(super) fn unwrap(mut e: &Expr) -> &Expr {
     while let Expr::Paren(p) = e {
         e = &p.expr;
     }
     e
 }
 
-fn inner(e: &Expr) -> Option<Inner<'_>> {
+pub(super) fn inner(e: &Expr) -> Option<Inner<'_>> {
     match unwrap(e) {
         Expr::VectorSelector(vs) if vs.at.is_none() => Some(Inner::Selector(vs)),
         Expr::Call(c) if c.args.args.len() == 1 => {
@@ -79,12 +79,12 @@ fn inner(e: &Expr) -> Option<Inner<'_>> {
 }
 
 /// One series of an inner expression: its output labels and how to get its value at a step.
-struct InnerSeries<'a> {
-    labels: Cow<'a, Labels>,
-    source: Source<'a>,
+pub(super) struct InnerSeries<'a> {
+    pub labels: Cow<'a, Labels>,
+    pub source: Source<'a>,
 }
 
-enum Source<'a> {
+pub(super) enum Source<'a> {
     Raw(&'a [(i64, f64)]),
     Buckets(&'a selector::BucketedSeries, i64),
 }
@@ -158,7 +158,7 @@ fn inner_series<'a>(ev: &Evaluator<'a>, inner: &Inner<'_>) -> Option<Vec<InnerSe
 }
 
 /// Calls `f(step index, time, value)` for every step where the series has a value.
-fn for_each_value(
+pub(super) fn for_each_value(
     ev: &Evaluator,
     inner: &Inner,
     s: &InnerSeries,
@@ -241,14 +241,14 @@ fn for_each_value(
     }
 }
 
-fn steps(g: Grid) -> usize {
+pub(super) fn steps(g: Grid) -> usize {
     if g.step <= 0 {
         return 1;
     }
     usize::try_from((g.end - g.start) / g.step + 1).unwrap_or(0)
 }
 
-fn time(g: Grid, k: usize) -> i64 {
+pub(super) fn time(g: Grid, k: usize) -> i64 {
     g.start.saturating_add(g.step.saturating_mul(k as i64))
 }
 

@@ -19,7 +19,9 @@ pub mod wal;
 
 use std::path::PathBuf;
 
-pub use engine::{AppendOutcome, Engine, EngineStats, MaintenanceHandle, Quarantined, Rejection};
+pub use engine::{
+    AppendOutcome, Engine, EngineStats, MaintenanceHandle, Quarantined, Rejection, Selection,
+};
 pub use model::{Label, Labels, MatchOp, Matcher, Sample, SeriesId, METRIC_NAME_LABEL};
 pub use options::{EngineOptions, Retention};
 pub use querier::{RollupPoint, RollupSeries, Series, SeriesAggregate};

@@ -49,6 +49,34 @@ impl Api {
         envelope(resp, &url)
     }
 
+    /// `GET path?params` answered with an uncompressed body, read whole but not parsed; the
+    /// body's length in bytes. For timing servers alike: none is asked to compress, and the
+    /// client's JSON parsing (the same work whoever answered) is not part of the time.
+    pub fn get_plain(&self, path: &str, params: &[(&str, &str)]) -> Result<usize> {
+        let url = self.url(path);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .header("Accept-Encoding", "identity")
+            .query_pairs(params.iter().copied())
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer of {url}"))?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "{}",
+                describe_error(status, &String::from_utf8_lossy(&body))
+            );
+        }
+        Ok(body.len())
+    }
+
     /// `POST path` without a body and the `data` of the success envelope.
     pub fn post_empty(&self, path: &str) -> Result<Value> {
         let url = self.url(path);

@@ -9,6 +9,7 @@
 mod checkpoint;
 mod compact;
 mod downsample;
+mod each;
 mod handle;
 mod maintenance;
 mod recovery;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+pub use each::Selection;
 pub use handle::SegmentHandle;
 pub use maintenance::MaintenanceHandle;
 

@@ -120,7 +120,7 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         let mut answers = Vec::new();
         for s in servers {
             // Warm-up runs (page cache, lazy index loads) are not counted.
-            s.endpoints.api.get_data(path, &params)?;
+            s.endpoints.api.get_plain(path, &params)?;
             answers.push(Digest::of(&s.endpoints.api.get_data(path, &params)?));
         }
         let agree = answers[0].agrees(&answers[1]);
@@ -134,7 +134,7 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         for _ in 0..a.repeat.max(1) {
             for (i, s) in servers.iter().enumerate() {
                 let t = Instant::now();
-                s.endpoints.api.get_data(path, &params)?;
+                s.endpoints.api.get_plain(path, &params)?;
                 lat[i].push(t.elapsed());
             }
         }
