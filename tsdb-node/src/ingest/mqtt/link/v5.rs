@@ -1,7 +1,7 @@
 //! MQTT 5 through rumqttc's `v5` client. The persistent session is `clean_start = false`
 //! with a session expiry interval (`mqtt.session_expiry`), so that the broker queues QoS 1
-//! messages while the node restarts. Against a v5 client mosquitto sizes its in-flight window
-//! from our Receive Maximum (65 535 when absent) instead of `max_inflight_messages`.
+//! messages while the node restarts. No Receive Maximum is sent, so the client's window is the
+//! protocol default (65 535); the dispatcher acks whole batches after each durable write.
 
 use std::io;
 use std::time::Duration;
