@@ -1,7 +1,8 @@
 //! The `strata-node` binary killed with SIGKILL while a QoS 1 stream flows through mosquitto:
 //! every message the broker acknowledged to the publisher must be queryable once the node is
 //! back, because the node acknowledges only durable messages and its persistent session makes
-//! the broker redeliver the rest.
+//! the broker redeliver the rest. Over MQTT 5 (the session outlives the connection by its
+//! expiry interval) and over 3.1.1 (`clean_session = false`).
 
 mod common;
 mod mqtt_support;
@@ -13,9 +14,11 @@ use std::time::Duration;
 use common::process::{spawn_node, KillOnDrop};
 use mqtt_support::*;
 
-fn write_config(dir: &Path, http: SocketAddr, broker: &str) -> std::path::PathBuf {
+const CLIENT_ID: &str = "strata-crash-test";
+
+fn write_config(dir: &Path, http: SocketAddr, broker: &str, protocol: &str) -> std::path::PathBuf {
     let yaml = format!(
-        "server:\n  http_addr: {http}\n  binary_addr: {b}\n  tcp_addr: {t}\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\n  out_of_order_window: 0\nretention:\n  raw: 0\nmqtt:\n  broker: {broker}\n  client_id: strata-crash-test\n  qos: 1\n  batch_max_messages: 512\n  reconnect_max: 1s\n",
+        "server:\n  http_addr: {http}\n  binary_addr: {b}\n  tcp_addr: {t}\nstorage:\n  data_dir: {d}/data\n  wal_dir: {d}/wal\n  out_of_order_window: 0\nretention:\n  raw: 0\nmqtt:\n  broker: {broker}\n  client_id: {CLIENT_ID}\n  protocol: \"{protocol}\"\n  qos: 1\n  batch_max_messages: 512\n  reconnect_max: 1s\n",
         b = free_addr(),
         t = free_addr(),
         d = dir.display()
@@ -32,14 +35,23 @@ fn sigkill(node: &mut KillOnDrop) {
 }
 
 #[test]
-fn sigkill_mid_stream_loses_no_acknowledged_message() {
+fn sigkill_mid_stream_loses_no_acknowledged_message_mqtt5() {
+    sigkill_mid_stream_loses_no_acknowledged_message("5", 5);
+}
+
+#[test]
+fn sigkill_mid_stream_loses_no_acknowledged_message_mqtt311() {
+    sigkill_mid_stream_loses_no_acknowledged_message("3.1.1", 4);
+}
+
+fn sigkill_mid_stream_loses_no_acknowledged_message(protocol: &str, level: u8) {
     if !mosquitto_available("sigkill_mid_stream_loses_no_acknowledged_message") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("mosquitto"));
     let http = free_addr();
-    let config = write_config(dir.path(), http, &broker.url());
+    let config = write_config(dir.path(), http, &broker.url(), protocol);
     let mut node = spawn_node(&config);
     wait_until(Duration::from_secs(30), "the first MQTT connection", || {
         node_metric(http, "strata_mqtt_connected") == Some(1.0)
@@ -77,5 +89,11 @@ fn sigkill_mid_stream_loses_no_acknowledged_message() {
     }
     // Nothing extra either: duplicates of redelivered messages land on the same samples.
     assert_eq!(sample_count(http, "crash"), (ROUNDS * PER_ROUND) as u64);
+    // Every connection (one per start) used the version asked for, in the broker's own words.
+    let levels = broker.protocol_levels(CLIENT_ID);
+    assert!(
+        levels.len() > ROUNDS && levels.iter().all(|l| *l == level),
+        "{levels:?}"
+    );
     drop(node);
 }

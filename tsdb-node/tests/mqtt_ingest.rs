@@ -1,6 +1,8 @@
 //! MQTT ingest against a real mosquitto (and the embedded rumqttd): published readings are
 //! queryable, bad payloads of every kind are counted and survived, and a broker restart is
-//! survived without help. The node runs in-process on ephemeral ports.
+//! survived without help. The node runs in-process on ephemeral ports. The scenarios that
+//! depend on the protocol run over MQTT 5 and over 3.1.1 (`mqtt.protocol`), each checking that
+//! the connection really used that version.
 
 mod common;
 mod mqtt_support;
@@ -14,6 +16,20 @@ fn mqtt_section(url: &str, extra: &str) -> String {
     format!("mqtt:\n  broker: {url}\n  client_id: strata-test\n  reconnect_max: 1s\n{extra}")
 }
 
+/// `protocol` (`5` or `3.1.1`) as an extra line of [`mqtt_section`].
+fn protocol_line(protocol: &str) -> String {
+    format!("  protocol: \"{protocol}\"\n")
+}
+
+/// The `strata_mqtt_protocol_version` that `protocol` must produce.
+fn level(protocol: &str) -> f64 {
+    match protocol {
+        "5" => 5.0,
+        "3.1.1" => 4.0,
+        other => panic!("no such protocol {other}"),
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -23,17 +39,34 @@ fn connected(node: &RunningNode) -> bool {
 }
 
 #[test]
-fn published_readings_are_queryable_and_bad_payloads_are_survived() {
+fn published_readings_are_queryable_and_bad_payloads_are_survived_mqtt5() {
+    published_readings_are_queryable_and_bad_payloads_are_survived("5");
+}
+
+#[test]
+fn published_readings_are_queryable_and_bad_payloads_are_survived_mqtt311() {
+    published_readings_are_queryable_and_bad_payloads_are_survived("3.1.1");
+}
+
+fn published_readings_are_queryable_and_bad_payloads_are_survived(protocol: &str) {
     if !mosquitto_available("published_readings_are_queryable_and_bad_payloads_are_survived") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("mosquitto"));
-    let node = RunningNode::start(dir.path(), "", &mqtt_section(&broker.url(), ""));
+    let node = RunningNode::start(
+        dir.path(),
+        "",
+        &mqtt_section(&broker.url(), &protocol_line(protocol)),
+    );
     let http = node.addrs.http;
     wait_until(Duration::from_secs(20), "the MQTT connection", || {
         connected(&node)
     });
+    assert_eq!(
+        node_metric(http, "strata_mqtt_protocol_version"),
+        Some(level(protocol))
+    );
     // The subscription is sent right after CONNACK; give the SUBACK a moment.
     std::thread::sleep(Duration::from_millis(300));
 
@@ -138,17 +171,34 @@ fn published_readings_are_queryable_and_bad_payloads_are_survived() {
 }
 
 #[test]
-fn broker_restart_is_survived_and_the_session_resumes() {
+fn broker_restart_is_survived_and_the_session_resumes_mqtt5() {
+    broker_restart_is_survived_and_the_session_resumes("5");
+}
+
+#[test]
+fn broker_restart_is_survived_and_the_session_resumes_mqtt311() {
+    broker_restart_is_survived_and_the_session_resumes("3.1.1");
+}
+
+fn broker_restart_is_survived_and_the_session_resumes(protocol: &str) {
     if !mosquitto_available("broker_restart_is_survived_and_the_session_resumes") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start(&dir.path().join("mosquitto"));
-    let node = RunningNode::start(dir.path(), "", &mqtt_section(&broker.url(), ""));
+    let node = RunningNode::start(
+        dir.path(),
+        "",
+        &mqtt_section(&broker.url(), &protocol_line(protocol)),
+    );
     let http = node.addrs.http;
     wait_until(Duration::from_secs(20), "the MQTT connection", || {
         connected(&node)
     });
+    assert_eq!(
+        node_metric(http, "strata_mqtt_protocol_version"),
+        Some(level(protocol))
+    );
     std::thread::sleep(Duration::from_millis(300));
     publish(
         broker.addr,
@@ -182,6 +232,11 @@ fn broker_restart_is_survived_and_the_session_resumes() {
     );
     assert!(connected(&node));
     assert!(node_metric(http, "strata_mqtt_reconnects_total").unwrap() >= 1.0);
+    // The version is kept across reconnections.
+    assert_eq!(
+        node_metric(http, "strata_mqtt_protocol_version"),
+        Some(level(protocol))
+    );
     node.stop();
 }
 
@@ -220,7 +275,16 @@ fn embedded_broker_takes_mosquitto_pub() {
 }
 
 #[test]
-fn shared_subscription_hands_each_message_to_one_node() {
+fn shared_subscription_hands_each_message_to_one_node_mqtt5() {
+    shared_subscription_hands_each_message_to_one_node("5");
+}
+
+#[test]
+fn shared_subscription_hands_each_message_to_one_node_mqtt311() {
+    shared_subscription_hands_each_message_to_one_node("3.1.1");
+}
+
+fn shared_subscription_hands_each_message_to_one_node(protocol: &str) {
     if !mosquitto_available("shared_subscription_hands_each_message_to_one_node") {
         return;
     }
@@ -235,8 +299,9 @@ fn shared_subscription_hands_each_message_to_one_node() {
                 &d,
                 "",
                 &format!(
-                    "mqtt:\n  broker: {}\n  client_id: strata-shared-{n}\n  shared_group: strata\n",
-                    broker.url()
+                    "mqtt:\n  broker: {}\n  client_id: strata-shared-{n}\n  shared_group: strata\n{}",
+                    broker.url(),
+                    protocol_line(protocol)
                 ),
             )
         })
@@ -245,6 +310,10 @@ fn shared_subscription_hands_each_message_to_one_node() {
         wait_until(Duration::from_secs(20), "the MQTT connections", || {
             connected(n)
         });
+        assert_eq!(
+            node_metric(n.addrs.http, "strata_mqtt_protocol_version"),
+            Some(level(protocol))
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     const N: u64 = 400;

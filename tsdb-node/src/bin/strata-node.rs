@@ -67,6 +67,9 @@ struct Args {
     /// MQTT broker URL (tcp://host:1883 or ssl://host:8883).
     #[arg(long, env = "STRATA_MQTT_BROKER")]
     mqtt_broker: Option<String>,
+    /// MQTT protocol: auto (5, or 3.1.1 when the broker refuses 5), 5 or 3.1.1.
+    #[arg(long, env = "STRATA_MQTT_PROTOCOL")]
+    mqtt_protocol: Option<tsdb_node::ingest::mqtt::MqttProtocol>,
 }
 
 /// The ingest path allocates a label set per series per request on many threads at once;
@@ -110,6 +113,9 @@ fn build_config(args: &Args) -> anyhow::Result<Config> {
     set(&mut cfg.cluster.gossip_addr, &args.gossip_addr);
     set(&mut cfg.cluster.grpc_addr, &args.grpc_addr);
     set(&mut cfg.mqtt.broker, &args.mqtt_broker);
+    if let Some(p) = args.mqtt_protocol {
+        cfg.mqtt.protocol = p;
+    }
     if args.dev && cfg.mqtt.broker.is_none() {
         // No broker configured: embed one, so that `mosquitto_pub` works out of the box.
         let listen = cfg

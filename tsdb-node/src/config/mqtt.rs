@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError, HumanDuration};
+use crate::ingest::mqtt::MqttProtocol;
 
 /// MQTT ingest (DESIGN.md "Ingest contracts" 3). Disabled unless `broker` is set.
 #[derive(Clone, Deserialize)]
@@ -30,9 +31,14 @@ pub struct MqttConfig {
     /// When set, every filter is subscribed as `$share/<group>/<filter>`, so that the broker
     /// hands each message to one member of the group (one node of a cluster).
     pub shared_group: Option<String>,
+    /// `auto` (default: MQTT 5, or 3.1.1 when the broker refuses 5), `5` or `3.1.1`.
+    pub protocol: MqttProtocol,
     /// `false` (default) keeps a persistent session: messages published while the node is
     /// down, or delivered but not yet acknowledged, are delivered again when it reconnects.
     pub clean_session: bool,
+    /// MQTT 5: how long the broker keeps the persistent session (and queues QoS 1 messages)
+    /// while the node is disconnected. 3.1.1 sessions last as long as the broker allows.
+    pub session_expiry: HumanDuration,
     pub keep_alive: HumanDuration,
     /// Largest MQTT packet accepted from the broker; a larger one breaks the connection, so
     /// keep it above `max_payload_bytes` (which only makes a message invalid).
@@ -64,7 +70,9 @@ impl Default for MqttConfig {
             topics: vec!["iot/sensors/+".into()],
             qos: 1,
             shared_group: None,
+            protocol: MqttProtocol::Auto,
             clean_session: false,
+            session_expiry: HumanDuration::from_secs(7 * 86_400),
             keep_alive: HumanDuration::from_secs(30),
             max_packet_bytes: 1 << 20,
             max_payload_bytes: 64 << 10,
@@ -89,7 +97,9 @@ impl std::fmt::Debug for MqttConfig {
             .field("topics", &self.topics)
             .field("qos", &self.qos)
             .field("shared_group", &self.shared_group)
+            .field("protocol", &self.protocol)
             .field("clean_session", &self.clean_session)
+            .field("session_expiry", &self.session_expiry)
             .field("embedded_broker", &self.embedded_broker)
             .field("payload", &self.payload)
             .finish_non_exhaustive()
@@ -175,6 +185,17 @@ impl MqttConfig {
                 "must be above 0 and at most reconnect_max",
             ));
         }
+        // MQTT 5 carries the interval in 32-bit seconds; 0 would end the session at every
+        // disconnect, losing what the broker would have queued during a restart.
+        if self.session_expiry.0.as_secs() == 0 && !self.clean_session
+            || self.session_expiry.0.as_secs() > u64::from(u32::MAX)
+        {
+            return Err(invalid(
+                "mqtt.session_expiry",
+                "must be at least 1s (set clean_session: true for no persistent session) \
+                 and at most 49710d (2^32 s)",
+            ));
+        }
         if let Some(b) = &self.broker {
             crate::ingest::mqtt::BrokerUrl::parse(b).map_err(|e| invalid("mqtt.broker", e))?;
         }
@@ -191,6 +212,7 @@ impl MqttConfig {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
+    use crate::ingest::mqtt::MqttProtocol;
 
     #[test]
     fn mqtt_section_loads_and_bad_values_name_the_key() {
@@ -202,6 +224,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.mqtt.topics, vec!["iot/sensors/+".to_string()]);
         assert_eq!(c.mqtt.payload.metric_topic_level, Some(2));
+        assert_eq!(c.mqtt.protocol, MqttProtocol::Auto);
+        assert_eq!(c.mqtt.session_expiry.0.as_secs(), 7 * 86_400);
+        let v311 = Config::from_yaml(
+            "mqtt:\n  protocol: 3.1.1\n  session_expiry: 1d\n",
+            "f",
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(v311.mqtt.protocol, MqttProtocol::V311);
+        assert_eq!(v311.mqtt.session_expiry.0.as_secs(), 86_400);
+        let env = vec![("STRATA_MQTT__PROTOCOL".to_string(), "5".to_string())];
+        assert_eq!(
+            Config::from_yaml("", "f", env).unwrap().mqtt.protocol,
+            MqttProtocol::V5
+        );
         let env = vec![(
             "STRATA_MQTT__BROKER".to_string(),
             "tcp://b:1884".to_string(),
@@ -217,6 +254,10 @@ mod tests {
         for (yaml, key) in [
             ("mqtt:\n  broker: http://x\n", "mqtt.broker"),
             ("mqtt:\n  qos: 2\n", "mqtt.qos"),
+            ("mqtt:\n  protocol: 4\n", "mqtt.protocol"),
+            ("mqtt:\n  protocol: v5\n", "mqtt.protocol"),
+            ("mqtt:\n  session_expiry: 0\n", "mqtt.session_expiry"),
+            ("mqtt:\n  session_expiry: 200000d\n", "mqtt.session_expiry"),
             ("mqtt:\n  topics: []\n", "mqtt.topics"),
             ("mqtt:\n  shared_group: a/b\n", "mqtt.shared_group"),
             (

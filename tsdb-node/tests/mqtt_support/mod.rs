@@ -112,6 +112,24 @@ impl Mosquitto {
         format!("tcp://{}", self.addr)
     }
 
+    /// The MQTT protocol level of every connection `client_id` made, from mosquitto's log
+    /// (`... as <id> (p5, c0, k30)`; mosquitto writes `p2` for 3.1.1, `p5` for 5), mapped to
+    /// the CONNECT levels 4 and 5. The broker's word, independent of the node's own gauge.
+    pub fn protocol_levels(&self, client_id: &str) -> Vec<u8> {
+        let log = std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
+        let marker = format!(" as {client_id} (p");
+        log.lines()
+            .filter_map(|l| {
+                let rest = &l[l.find(&marker)? + marker.len()..];
+                match rest.split(',').next()? {
+                    "2" => Some(4),
+                    "5" => Some(5),
+                    other => panic!("unexpected mosquitto protocol p{other} in {l:?}"),
+                }
+            })
+            .collect()
+    }
+
     /// Stops mosquitto with SIGTERM (it saves its persistence file) and starts it again on
     /// the same port.
     pub fn restart(&mut self) {

@@ -1,22 +1,21 @@
-//! The broker connection: drives rumqttc's event loop, subscribes on every (re)connect,
-//! forwards publishes to the dispatcher, and reconnects with backoff. Never fatal: any
-//! connection error is logged, counted and retried.
+//! The broker connection: drives the [`Link`] (MQTT 3.1.1 or 5), subscribes on every
+//! (re)connect, forwards publishes to the dispatcher, and reconnects with backoff. Never fatal:
+//! any connection error is logged, counted and retried.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, SubscribeReasonCode,
-};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::link::{FailureKind, Link, LinkError, LinkEvent, Received};
 use super::metrics::MqttMetrics;
+use super::options::Subscription;
 use super::BrokerUrl;
 
 /// A message handed from the connection to the dispatcher.
 pub(super) struct Inbound {
-    pub publish: Publish,
+    pub message: Received,
     /// Connection generation the message arrived on; bumped on every connect and loss.
     pub generation: u64,
     pub received: Instant,
@@ -28,10 +27,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const DISCONNECT_LIMIT: Duration = Duration::from_secs(1);
 
 pub(super) struct Connection {
-    pub client: AsyncClient,
-    pub eventloop: EventLoop,
+    pub link: Link,
     pub url: BrokerUrl,
-    pub subscriptions: Vec<rumqttc::SubscribeFilter>,
+    pub subscriptions: Vec<Subscription>,
     pub metrics: Arc<MqttMetrics>,
     pub generation: Arc<AtomicU64>,
     pub reconnect_min: Duration,
@@ -52,13 +50,13 @@ impl Connection {
             let event = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => break,
-                e = self.eventloop.poll() => e,
+                e = self.link.poll() => e,
             };
             match event {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(LinkEvent::Message(message)) => {
                     MqttMetrics::add(&self.metrics.received, 1);
                     let inbound = Inbound {
-                        publish,
+                        message,
                         generation: self.generation.load(Ordering::Acquire),
                         received: Instant::now(),
                     };
@@ -74,22 +72,25 @@ impl Connection {
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Ok(LinkEvent::Connected { session_present }) => {
                     self.generation.fetch_add(1, Ordering::AcqRel);
+                    let version = self.link.version();
                     self.metrics.connected.store(1, Ordering::Relaxed);
+                    self.metrics
+                        .protocol_version
+                        .store(version.level().into(), Ordering::Relaxed);
                     delay = self.reconnect_min;
-                    tracing::info!(broker = %self.url, session_present = ack.session_present,
+                    tracing::info!(broker = %self.url, protocol = %version, session_present,
                         "connected to the MQTT broker");
-                    self.subscribe();
+                    self.link.subscribe(&self.subscriptions);
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    for (code, sub) in ack.return_codes.iter().zip(&self.subscriptions) {
-                        match code {
-                            SubscribeReasonCode::Failure => tracing::error!(
-                                filter = %sub.path, broker = %self.url,
+                Ok(LinkEvent::Subscribed(results)) => {
+                    for (result, sub) in results.iter().zip(&self.subscriptions) {
+                        match result {
+                            Err(reason) => tracing::error!(
+                                filter = %sub.path, broker = %self.url, %reason,
                                 "the broker refused the subscription"),
-                            SubscribeReasonCode::Success(qos) => tracing::debug!(
-                                filter = %sub.path, ?qos, "subscribed"),
+                            Ok(()) => tracing::debug!(filter = %sub.path, "subscribed"),
                         }
                     }
                 }
@@ -113,22 +114,6 @@ impl Connection {
         self.drain(dispatcher_done).await;
     }
 
-    /// Subscribes without waiting: the event loop that would drain a full request channel is
-    /// this task, so a blocking send could deadlock.
-    fn subscribe(&self) {
-        if let Err(e) = self
-            .client
-            .try_subscribe_many(self.subscriptions.iter().cloned())
-        {
-            tracing::debug!(error = %e, "request channel full; subscribing in the background");
-            let client = self.client.clone();
-            let subs = self.subscriptions.clone();
-            tokio::spawn(async move {
-                let _ = client.subscribe_many(subs).await;
-            });
-        }
-    }
-
     /// Keeps polling (so that the dispatcher's last acks are written) until it is done, then
     /// disconnects. Messages arriving now are not forwarded, hence not acked: the broker keeps
     /// them for the next session.
@@ -142,7 +127,7 @@ impl Connection {
                     tracing::warn!("MQTT dispatcher did not finish in time; the broker redelivers");
                     break;
                 }
-                e = self.eventloop.poll() => {
+                e = self.link.poll() => {
                     if e.is_err() {
                         // Without a connection no ack can go out; the dispatcher may still be
                         // writing, so give it the rest of the time before the engine closes.
@@ -153,13 +138,13 @@ impl Connection {
                 }
             }
         }
-        if self.client.try_disconnect().is_err() {
+        if !self.link.try_disconnect() {
             return;
         }
         let _ = tokio::time::timeout(DISCONNECT_LIMIT, async {
             loop {
-                match self.eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                match self.link.poll().await {
+                    Ok(LinkEvent::Disconnected) | Err(_) => break,
                     Ok(_) => {}
                 }
             }
@@ -176,12 +161,14 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
 
-fn log_connection_error(url: &BrokerUrl, e: &ConnectionError, retry_in: Duration) {
-    match e {
-        ConnectionError::ConnectionRefused(code) => tracing::error!(
-            broker = %url, ?code, ?retry_in,
-            "the MQTT broker refused the connection (check credentials and client id)"),
-        e => tracing::warn!(broker = %url, error = %e, ?retry_in,
+fn log_connection_error(url: &BrokerUrl, e: &LinkError, retry_in: Duration) {
+    let protocol = e.version;
+    match e.kind {
+        FailureKind::Refused | FailureKind::VersionRefused => tracing::error!(
+            broker = %url, %protocol, error = %e.message, ?retry_in,
+            "the MQTT broker refused the connection (check credentials, client id and mqtt.protocol)"),
+        FailureKind::Closed | FailureKind::Other => tracing::warn!(
+            broker = %url, %protocol, error = %e.message, ?retry_in,
             "MQTT connection lost or failed; reconnecting"),
     }
 }

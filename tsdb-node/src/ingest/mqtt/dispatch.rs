@@ -3,7 +3,7 @@
 //!
 //! The rule that makes QoS 1 lossless: a message is acknowledged only after the write holding
 //! its sample returned `Ok` (durable in the WAL). Invalid messages are acknowledged too (after
-//! the same write, to keep acks in arrival order, MQTT 3.1.1 §4.6), so that the broker does
+//! the same write, to keep acks in arrival order, MQTT 3.1.1 §4.6 and 5 §4.6), so that the broker does
 //! not deliver them again forever. A failing write is retried with backoff and nothing of the
 //! batch is acknowledged meanwhile; if the node stops instead, the broker redelivers.
 
@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, watch};
 
 use super::connection::Inbound;
+use super::link::Acker;
 use super::metrics::MqttMetrics;
 use super::payload::{truncate, PayloadError, PayloadMapping};
 use crate::ingest::IngestSink;
@@ -40,9 +40,9 @@ fn report_invalid(last_log: &mut Option<Instant>, m: &Inbound, e: &dyn std::fmt:
         return;
     }
     *last_log = Some(Instant::now());
-    let sample = String::from_utf8_lossy(&m.publish.payload);
+    let sample = String::from_utf8_lossy(m.message.payload());
     tracing::warn!(
-        topic = %truncate(&m.publish.topic, 128),
+        topic = %truncate(&m.message.topic(), 128),
         error = %e,
         payload = %truncate(&sample, LOGGED_PAYLOAD_BYTES),
         "dropping invalid MQTT message (more within 10s are only counted)"
@@ -52,7 +52,7 @@ fn report_invalid(last_log: &mut Option<Instant>, m: &Inbound, e: &dyn std::fmt:
 pub(super) struct Dispatcher {
     pub sink: IngestSink,
     pub mapping: PayloadMapping,
-    pub client: AsyncClient,
+    pub acker: Acker,
     pub metrics: Arc<MqttMetrics>,
     /// The connection's current generation; acks for older ones are not sent (see
     /// [`Inbound::generation`]).
@@ -137,7 +137,7 @@ impl Dispatcher {
         for (i, m) in inbox.iter().enumerate() {
             match self
                 .mapping
-                .decode(&m.publish.topic, &m.publish.payload, now_ms)
+                .decode(&m.message.topic(), m.message.payload(), now_ms)
             {
                 Ok(s) => {
                     d.samples.push(s);
@@ -154,7 +154,7 @@ impl Dispatcher {
         let current = self.generation.load(Ordering::Acquire);
         let mut acked = 0;
         for m in inbox {
-            if m.publish.qos == QoS::AtMostOnce {
+            if !m.message.needs_ack() {
                 continue;
             }
             // A message from an earlier connection is delivered again on the new one (a
@@ -163,7 +163,7 @@ impl Dispatcher {
             if m.generation != current {
                 continue;
             }
-            if self.client.ack(&m.publish).await.is_err() {
+            if self.acker.ack(&m.message).await.is_err() {
                 // The event loop is gone (shutdown); the broker redelivers what is unacked.
                 break;
             }

@@ -20,6 +20,8 @@ pub struct MqttMetrics {
     pub(super) reconnects: AtomicU64,
     pub(super) write_errors: AtomicU64,
     pub(super) connected: AtomicU64,
+    /// Protocol level of the last accepted connection: 4 (3.1.1) or 5; 0 before the first.
+    pub(super) protocol_version: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -35,6 +37,8 @@ pub struct MqttCounts {
     pub reconnects: u64,
     pub write_errors: u64,
     pub connected: bool,
+    /// 4 (MQTT 3.1.1) or 5 once connected, 0 before.
+    pub protocol_version: u8,
 }
 
 impl MqttMetrics {
@@ -48,6 +52,7 @@ impl MqttMetrics {
             reconnects: l(&self.reconnects),
             write_errors: l(&self.write_errors),
             connected: l(&self.connected) == 1,
+            protocol_version: u8::try_from(l(&self.protocol_version)).unwrap_or(0),
         }
     }
 
@@ -114,6 +119,12 @@ impl MqttMetrics {
              # TYPE strata_mqtt_connected gauge\nstrata_mqtt_connected {}",
             u8::from(c.connected)
         );
+        let _ = writeln!(
+            out,
+            "# HELP strata_mqtt_protocol_version MQTT protocol level of the broker connection: 4 (3.1.1) or 5; 0 before the first.\n\
+             # TYPE strata_mqtt_protocol_version gauge\nstrata_mqtt_protocol_version {}",
+            c.protocol_version
+        );
         let h = "strata_mqtt_ack_latency_seconds";
         let _ = writeln!(
             out,
@@ -140,10 +151,12 @@ mod tests {
     fn renders_every_family() {
         let m = MqttMetrics::default();
         MqttMetrics::add(&m.received, 3);
+        m.protocol_version.store(5, Ordering::Relaxed);
         m.observe_ack_latency(Duration::from_millis(3));
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains("strata_mqtt_messages_received_total 3"));
+        assert!(out.contains("strata_mqtt_protocol_version 5\n"));
         assert!(out.contains("strata_mqtt_ack_latency_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(out.contains("strata_mqtt_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(out.contains("strata_mqtt_ack_latency_seconds_count 1"));

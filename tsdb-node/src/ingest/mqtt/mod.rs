@@ -1,22 +1,26 @@
 //! MQTT ingest (DESIGN.md "Ingest contracts" 3, seed 001): the node subscribes to a broker
 //! and stores every sensor reading it is handed.
 //!
-//! Three parts, each in its own file, as with the other protocols:
+//! Four parts, each in its own file, as with the other protocols:
 //! - [`payload`]: message bytes → sample (pure; property-tested and fuzzed);
-//! - [`connection`]: rumqttc's event loop, (re)subscription, reconnect with backoff;
+//! - [`link`]: one broker session over MQTT 5 or 3.1.1 (`mqtt.protocol`, [`protocol`]):
+//!   `auto` speaks 5 where the broker does and falls back to 3.1.1 where it does not;
+//! - [`connection`]: drives the link, (re)subscription, reconnect with backoff;
 //! - [`dispatch`]: batches → [`IngestSink::write`] → acknowledgements, QoS 1 acked only after
 //!   the write is durable.
 //!
-//! The protocol is MQTT 3.1.1: it is what rumqttd's listener and the mosquitto clients speak
-//! by default, it has persistent sessions (`clean_session = false`) and brokers such as
-//! mosquitto and EMQX accept `$share/<group>/<filter>` shared subscriptions over it.
+//! Both versions keep a persistent session (3.1.1 `clean_session = false`, 5 `clean_start =
+//! false` with `mqtt.session_expiry`), and brokers such as mosquitto and EMQX accept
+//! `$share/<group>/<filter>` shared subscriptions over either.
 
 mod broker;
 mod connection;
 mod dispatch;
+mod link;
 mod metrics;
 mod options;
 pub mod payload;
+mod protocol;
 mod url;
 
 use std::path::Path;
@@ -28,8 +32,9 @@ use tokio::task::JoinHandle;
 
 pub use broker::start_embedded;
 pub use metrics::{MqttCounts, MqttMetrics};
-pub use options::{default_client_id, subscriptions};
+pub use options::{default_client_id, subscriptions, Subscription};
 pub use payload::{PayloadError, PayloadMapping, TimestampUnit};
+pub use protocol::{MqttProtocol, Version};
 pub use url::BrokerUrl;
 
 use crate::config::MqttConfig;
@@ -74,10 +79,11 @@ impl MqttIngest {
         let mapping = PayloadMapping::from_config(&cfg.payload)
             .map_err(MqttError::Mapping)?
             .with_max_payload_bytes(cfg.max_payload_bytes);
-        let opts = options::client_options(cfg, &url, node_id, base)?;
-        tracing::info!(broker = %url, client_id = %opts.client_id(), topics = ?cfg.topics,
-            shared_group = ?cfg.shared_group, qos = cfg.qos, "starting MQTT ingest");
-        let (client, eventloop) = rumqttc::AsyncClient::new(opts, options::request_capacity());
+        let opts = options::link_options(cfg, &url, node_id, base)?;
+        tracing::info!(broker = %url, client_id = %opts.client_id, topics = ?cfg.topics,
+            shared_group = ?cfg.shared_group, qos = cfg.qos, protocol = %cfg.protocol,
+            "starting MQTT ingest");
+        let link = link::Link::new(cfg.protocol, &opts);
         let generation = Arc::new(AtomicU64::new(0));
         // Room for two batches: one being written, one filling up.
         let (tx, rx) = mpsc::channel(cfg.batch_max_messages.saturating_mul(2));
@@ -85,7 +91,7 @@ impl MqttIngest {
         let dispatcher = dispatch::Dispatcher {
             sink,
             mapping,
-            client: client.clone(),
+            acker: link.acker(),
             metrics: metrics.clone(),
             generation: generation.clone(),
             batch_max: cfg.batch_max_messages,
@@ -94,8 +100,7 @@ impl MqttIngest {
             stop: stop.clone(),
         };
         let connection = connection::Connection {
-            client,
-            eventloop,
+            link,
             url,
             subscriptions: subscriptions(cfg),
             metrics,

@@ -1,10 +1,12 @@
-//! Turns the `mqtt` config section into the client's connection options (address, identity,
-//! session, credentials, TLS) and the subscription list.
+//! Turns the `mqtt` config section into connection options (address, identity, session,
+//! credentials, TLS) and the subscription list, independent of the protocol version.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rumqttc::{MqttOptions, QoS, TlsConfiguration, Transport};
+use std::time::Duration;
+
+use rumqttc::{TlsConfiguration, Transport};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
@@ -24,34 +26,53 @@ pub fn default_client_id(node_id: &str) -> String {
     }
 }
 
+/// What a connection needs, whatever the protocol version; [`super::link`] turns it into the
+/// options of rumqttc's 3.1.1 or 5 client.
+#[derive(Clone)]
+pub(super) struct LinkOptions {
+    pub client_id: String,
+    pub host: String,
+    pub port: u16,
+    pub keep_alive: Duration,
+    pub credentials: Option<(String, String)>,
+    pub transport: Transport,
+    /// 3.1.1 `clean_session`, 5 `clean_start` (and a zero session expiry).
+    pub clean_session: bool,
+    /// MQTT 5 session expiry interval, in seconds.
+    pub session_expiry_secs: u32,
+    pub max_packet_bytes: usize,
+}
+
 /// Connection options for `cfg`. Relative certificate paths are resolved against `base`.
-pub fn client_options(
+pub(super) fn link_options(
     cfg: &MqttConfig,
     url: &BrokerUrl,
     node_id: &str,
     base: &Path,
-) -> Result<MqttOptions, MqttError> {
+) -> Result<LinkOptions, MqttError> {
     let client_id = cfg
         .client_id
         .clone()
         .unwrap_or_else(|| default_client_id(node_id));
-    let mut o = MqttOptions::new(client_id, url.host.clone(), url.port);
-    o.set_clean_session(cfg.clean_session)
-        .set_keep_alive(cfg.keep_alive.0.max(std::time::Duration::from_secs(1)))
-        // Outgoing packets are acks and subscriptions only; keep the outgoing limit small.
-        .set_max_packet_size(cfg.max_packet_bytes, 64 << 10)
-        // Acknowledgements are sent by the dispatcher once the batch is durable.
-        .set_manual_acks(true)
-        .set_request_channel_capacity(request_capacity());
-    if let Some(user) = &cfg.username {
-        o.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
-    }
-    if url.tls {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls_config(cfg, base)?),
-        )));
-    }
-    Ok(o)
+    let transport = if url.tls {
+        Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(cfg, base)?)))
+    } else {
+        Transport::tcp()
+    };
+    Ok(LinkOptions {
+        client_id,
+        host: url.host.clone(),
+        port: url.port,
+        keep_alive: cfg.keep_alive.0.max(Duration::from_secs(1)),
+        credentials: cfg
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), cfg.password.clone().unwrap_or_default())),
+        transport,
+        clean_session: cfg.clean_session,
+        session_expiry_secs: u32::try_from(cfg.session_expiry.0.as_secs()).unwrap_or(u32::MAX),
+        max_packet_bytes: cfg.max_packet_bytes,
+    })
 }
 
 /// Capacity of the client's request channel (acks, subscriptions, the disconnect).
@@ -65,21 +86,25 @@ pub(super) fn request_capacity() -> usize {
     2 << 16
 }
 
+/// One topic filter to subscribe to, whatever the protocol version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The filter as sent, `$share/<group>/` included.
+    pub path: String,
+    /// QoS 1 (acknowledged after the durable write) rather than 0.
+    pub at_least_once: bool,
+}
+
 /// The filters to subscribe to, as shared subscriptions when a group is configured.
-pub fn subscriptions(cfg: &MqttConfig) -> Vec<rumqttc::SubscribeFilter> {
-    let qos = if cfg.qos == 0 {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
-    };
+pub fn subscriptions(cfg: &MqttConfig) -> Vec<Subscription> {
     cfg.topics
         .iter()
-        .map(|t| {
-            let path = match &cfg.shared_group {
+        .map(|t| Subscription {
+            path: match &cfg.shared_group {
                 Some(g) => format!("$share/{g}/{t}"),
                 None => t.clone(),
-            };
-            rumqttc::SubscribeFilter::new(path, qos)
+            },
+            at_least_once: cfg.qos == 1,
         })
         .collect()
 }
@@ -145,10 +170,10 @@ mod tests {
         let subs = subscriptions(&cfg);
         assert_eq!(subs[0].path, "$share/strata/iot/sensors/+");
         assert_eq!(subs[1].path, "$share/strata/plant/#");
-        assert_eq!(subs[0].qos, QoS::AtMostOnce);
+        assert!(!subs[0].at_least_once);
         let plain = subscriptions(&MqttConfig::default());
         assert_eq!(plain[0].path, "iot/sensors/+");
-        assert_eq!(plain[0].qos, QoS::AtLeastOnce);
+        assert!(plain[0].at_least_once);
     }
 
     #[test]
@@ -161,11 +186,11 @@ mod tests {
             ..MqttConfig::default()
         };
         let url = BrokerUrl::parse("ssl://localhost").unwrap();
-        client_options(&cfg, &url, "n1", dir.path()).unwrap();
+        assert!(link_options(&cfg, &url, "n1", dir.path()).is_ok());
         cfg.ca_file = Some("missing.pem".into());
-        assert!(client_options(&cfg, &url, "n1", dir.path()).is_err());
+        assert!(link_options(&cfg, &url, "n1", dir.path()).is_err());
         std::fs::write(dir.path().join("empty.pem"), "").unwrap();
         cfg.ca_file = Some("empty.pem".into());
-        assert!(client_options(&cfg, &url, "n1", dir.path()).is_err());
+        assert!(link_options(&cfg, &url, "n1", dir.path()).is_err());
     }
 }
