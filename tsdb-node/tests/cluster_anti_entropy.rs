@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{agent, start_cluster, wait_converged, ProcNode, SECRET};
+use common::cluster::{agent, start_cluster, wait_converged, NodeHttp, ProcNode, SECRET};
 use serde_json::Value;
 use tsdb_node::cluster::client::Peers;
 use tsdb_node::cluster::rpc::{self, SelectRequest};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::cluster::agent;
+use common::cluster::{agent, NodeHttp};
 use common::netns::{wait_converged, NetLab, NsNode};
 use serde_json::Value;
 
@@ -137,41 +137,10 @@ fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Per device (count, sum) over all the data, as `node` answers it, with the raw answer of
-/// the last query (for its warnings). `strict` asks for an error rather than a partial answer.
+/// Per device (count, sum) over all the data, as `node` answers it (see
+/// [`NodeHttp::device_totals`]).
 fn totals(node: &NsNode, strict: bool) -> (u16, BTreeMap<String, (f64, f64)>, Value) {
-    let at = T0 / 1000 + 86_400;
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let mut last = Value::Null;
-    for (i, q) in [
-        "count_over_time(temp%5B2d%5D)",
-        "sum_over_time(temp%5B2d%5D)",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let strict = if strict {
-            "&partial_response=false"
-        } else {
-            ""
-        };
-        let (status, v) = node.get_json(&format!("/api/v1/query?query={q}&time={at}{strict}"));
-        if status != 200 {
-            return (status, out, v);
-        }
-        for r in v["data"]["result"].as_array().unwrap() {
-            let dev = r["metric"]["device"].as_str().unwrap().to_string();
-            let x: f64 = r["value"][1].as_str().unwrap().parse().unwrap();
-            let e = out.entry(dev).or_default();
-            if i == 0 {
-                e.0 = x;
-            } else {
-                e.1 = x;
-            }
-        }
-        last = v;
-    }
-    (200, out, last)
+    node.device_totals(T0 / 1000 + 86_400, "2d", strict)
 }
 
 fn expected(log: &WriteLog) -> BTreeMap<String, (f64, f64)> {

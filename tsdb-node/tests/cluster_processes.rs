@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{start_cluster, wait_converged, ProcNode};
+use common::cluster::{start_cluster, wait_converged, NodeHttp, ProcNode};
 use serde_json::Value;
 
 const T0: i64 = 1_700_000_000_000;
@@ -31,40 +31,10 @@ fn batch(seq: i64) -> (String, Vec<(usize, i64, f64)>) {
     (body, samples)
 }
 
-/// Per device: (count, sum) over everything, as `node` answers it.
+/// Per device (count, sum) over all the data, as `node` answers it (see
+/// [`NodeHttp::device_totals`]).
 fn totals(node: &ProcNode, strict: bool) -> (u16, BTreeMap<String, (f64, f64)>, Value) {
-    let at = (T0 / 1000) + 3_600;
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let mut last = Value::Null;
-    for (i, q) in ["count_over_time(temp[1d])", "sum_over_time(temp[1d])"]
-        .iter()
-        .enumerate()
-    {
-        let strict = if strict {
-            "&partial_response=false"
-        } else {
-            ""
-        };
-        let (status, v) = node.get_json(&format!(
-            "/api/v1/query?query={}&time={at}{strict}",
-            q.replace('[', "%5B").replace(']', "%5D")
-        ));
-        if status != 200 {
-            return (status, out, v);
-        }
-        for r in v["data"]["result"].as_array().unwrap() {
-            let dev = r["metric"]["device"].as_str().unwrap().to_string();
-            let x: f64 = r["value"][1].as_str().unwrap().parse().unwrap();
-            let e = out.entry(dev).or_default();
-            if i == 0 {
-                e.0 = x;
-            } else {
-                e.1 = x;
-            }
-        }
-        last = v;
-    }
-    (200, out, last)
+    node.device_totals((T0 / 1000) + 3_600, "1d", strict)
 }
 
 fn expected(acked: &Acked) -> BTreeMap<String, (f64, f64)> {

@@ -180,22 +180,18 @@ mod tests {
         b.flush().unwrap();
         b.append_repair(&rev[20..]).unwrap();
         let full = TokenRanges::full();
-        let ra = roots_many(
-            &a,
-            std::slice::from_ref(&full),
-            i64::MIN,
-            i64::MAX,
-            WINDOW_MS,
-        )
-        .unwrap();
-        let rb = roots_many(
-            &b,
-            std::slice::from_ref(&full),
-            i64::MIN,
-            i64::MAX,
-            WINDOW_MS,
-        )
-        .unwrap();
+        let roots = |e: &Engine| {
+            roots_many(
+                e,
+                std::slice::from_ref(&full),
+                i64::MIN,
+                i64::MAX,
+                WINDOW_MS,
+            )
+            .unwrap()
+        };
+        let ra = roots(&a);
+        let rb = roots(&b);
         assert_eq!(ra, rb);
         assert_eq!(ra[0].len(), 5, "about 8 h of data spans five 2 h windows");
 
@@ -203,14 +199,7 @@ mod tests {
         let (l, _) = &all[7];
         a.append_repair(&[(l.clone(), vec![Sample::new(8_000_000, 1.5)])])
             .unwrap();
-        let ra = roots_many(
-            &a,
-            std::slice::from_ref(&full),
-            i64::MIN,
-            i64::MAX,
-            WINDOW_MS,
-        )
-        .unwrap();
+        let ra = roots(&a);
         let differing: Vec<i64> = ra[0]
             .iter()
             .filter(|(w, r)| rb[0].get(w) != Some(r))

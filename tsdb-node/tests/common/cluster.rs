@@ -1,5 +1,6 @@
 //! Real `strata-node` processes forming a cluster on loopback, for the cluster tests.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -153,40 +154,11 @@ impl ProcNode {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
 
-    pub fn get_json(&self, path: &str) -> (u16, Value) {
-        let mut r = agent().get(self.url(path)).call().unwrap();
-        let status = r.status().as_u16();
-        (status, r.body_mut().read_json().unwrap_or(Value::Null))
-    }
-
-    /// Posts line protocol; the HTTP status (204 means durable on enough owners).
-    pub fn write_lines(&self, body: &str) -> Result<u16, String> {
-        agent()
-            .post(self.url("/api/v1/write"))
-            .header("Content-Type", "text/plain")
-            .send(body)
-            .map(|r| r.status().as_u16())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Members as this node sees them: (id, live, pending hint bytes).
-    pub fn members(&self) -> Vec<(String, bool, u64)> {
-        let (_, v) = self.get_json("/api/v1/cluster/members");
-        v["data"]["members"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|m| {
-                        (
-                            m["node_id"].as_str().unwrap_or("").to_string(),
-                            m["live"].as_bool().unwrap_or(false),
-                            m["pending_hint_bytes"].as_u64().unwrap_or(0),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+impl NodeHttp for ProcNode {
+    fn url(&self, path: &str) -> String {
+        ProcNode::url(self, path)
     }
 }
 
@@ -241,5 +213,90 @@ pub fn wait_converged(nodes: &[ProcNode]) {
                 .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The HTTP calls the cluster tests make on a node, whatever started it (a loopback process
+/// or one inside a network namespace).
+pub trait NodeHttp {
+    fn url(&self, path: &str) -> String;
+
+    /// Status and JSON body; status 0 with the error text when the node cannot be reached
+    /// (a partitioned node is asked too).
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        match agent().get(self.url(path)).call() {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                (status, r.body_mut().read_json().unwrap_or(Value::Null))
+            }
+            Err(e) => (0, Value::String(e.to_string())),
+        }
+    }
+
+    /// Posts line protocol; the HTTP status (204 means durable on enough owners).
+    fn write_lines(&self, body: &str) -> Result<u16, String> {
+        agent()
+            .post(self.url("/api/v1/write"))
+            .header("Content-Type", "text/plain")
+            .send(body)
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Members as this node sees them: (id, live, pending hint bytes).
+    fn members(&self) -> Vec<(String, bool, u64)> {
+        let (_, v) = self.get_json("/api/v1/cluster/members");
+        v["data"]["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        (
+                            m["node_id"].as_str().unwrap_or("").to_string(),
+                            m["live"].as_bool().unwrap_or(false),
+                            m["pending_hint_bytes"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Per `device` label: (count, sum) of `temp` over `window` at `at_s` (seconds), with the
+    /// raw answer of the last query (for its warnings). `strict` asks for an error rather than
+    /// a partial answer; a status other than 200 is returned with what was read so far.
+    fn device_totals(
+        &self,
+        at_s: i64,
+        window: &str,
+        strict: bool,
+    ) -> (u16, BTreeMap<String, (f64, f64)>, Value) {
+        let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut last = Value::Null;
+        let strict = if strict {
+            "&partial_response=false"
+        } else {
+            ""
+        };
+        for (i, f) in ["count_over_time", "sum_over_time"].iter().enumerate() {
+            let (status, v) = self.get_json(&format!(
+                "/api/v1/query?query={f}(temp%5B{window}%5D)&time={at_s}{strict}"
+            ));
+            if status != 200 {
+                return (status, out, v);
+            }
+            for r in v["data"]["result"].as_array().unwrap() {
+                let dev = r["metric"]["device"].as_str().unwrap().to_string();
+                let x: f64 = r["value"][1].as_str().unwrap().parse().unwrap();
+                let e = out.entry(dev).or_default();
+                if i == 0 {
+                    e.0 = x;
+                } else {
+                    e.1 = x;
+                }
+            }
+            last = v;
+        }
+        (200, out, last)
     }
 }

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::cluster::{agent, SECRET};
+use super::cluster::{agent, NodeHttp, SECRET};
 
 /// Runs a command to completion; panics with its output when it fails.
 fn run(program: &str, args: &[&str]) {
@@ -410,45 +408,6 @@ impl NsNode {
         }
     }
 
-    pub fn get_json(&self, path: &str) -> (u16, Value) {
-        match agent().get(self.url(path)).call() {
-            Ok(mut r) => {
-                let status = r.status().as_u16();
-                (status, r.body_mut().read_json().unwrap_or(Value::Null))
-            }
-            Err(e) => (0, Value::String(e.to_string())),
-        }
-    }
-
-    /// Posts line protocol; the HTTP status (204: durable on enough owners).
-    pub fn write_lines(&self, body: &str) -> Result<u16, String> {
-        agent()
-            .post(self.url("/api/v1/write"))
-            .header("Content-Type", "text/plain")
-            .send(body)
-            .map(|r| r.status().as_u16())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Members as this node sees them: (id, live, pending hint bytes).
-    pub fn members(&self) -> Vec<(String, bool, u64)> {
-        let (_, v) = self.get_json("/api/v1/cluster/members");
-        v["data"]["members"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|m| {
-                        (
-                            m["node_id"].as_str().unwrap_or("").to_string(),
-                            m["live"].as_bool().unwrap_or(false),
-                            m["pending_hint_bytes"].as_u64().unwrap_or(0),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Whether this node sees `id` alive.
     pub fn sees_live(&self, id: &str) -> bool {
         self.members().iter().any(|(m, live, _)| m == id && *live)
@@ -461,6 +420,12 @@ impl NsNode {
             .filter(|(m, _, _)| m == id)
             .map(|(_, _, h)| *h)
             .sum()
+    }
+}
+
+impl NodeHttp for NsNode {
+    fn url(&self, path: &str) -> String {
+        NsNode::url(self, path)
     }
 }
 

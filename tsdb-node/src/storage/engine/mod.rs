@@ -297,7 +297,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        self.append_mapped(&ids, &index, refused)
+        self.append_mapped(&ids, &index, refused, self.opts.out_of_order_window_ms)
     }
 
     /// Appends samples grouped by series: each label set once with its samples in order. The
@@ -307,6 +307,15 @@ impl Engine {
     pub fn append_series(
         &self,
         batch: &[(Labels, Vec<Sample>)],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_series_within(batch, self.opts.out_of_order_window_ms)
+    }
+
+    /// [`Engine::append_series`] refusing samples older than the newest minus `window` ms.
+    pub(crate) fn append_series_within(
+        &self,
+        batch: &[(Labels, Vec<Sample>)],
+        window: i64,
     ) -> Result<AppendOutcome, StorageError> {
         let resolved: Vec<Option<SeriesId>> = {
             let st = self.state.read();
@@ -335,7 +344,7 @@ impl Engine {
             }
             offset += samples.len();
         }
-        self.append_mapped(&ids, &index, refused)
+        self.append_mapped(&ids, &index, refused, window)
     }
 
     /// Appends resolved samples; `index[k]` is the caller's position of `ids[k]`, and
@@ -345,8 +354,9 @@ impl Engine {
         ids: &[(SeriesId, Sample)],
         index: &[usize],
         refused: Vec<(usize, Rejection)>,
+        window: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        let mut out = self.append(ids)?;
+        let mut out = self.append_within(ids, window)?;
         for r in &mut out.rejected {
             if let Some(&i) = index.get(r.0) {
                 r.0 = i;

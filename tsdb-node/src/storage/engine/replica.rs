@@ -82,34 +82,7 @@ impl Engine {
         &self,
         batch: &[(Labels, Vec<Sample>)],
     ) -> Result<AppendOutcome, StorageError> {
-        let total = batch.iter().map(|(_, s)| s.len()).sum();
-        let mut ids = Vec::with_capacity(total);
-        let mut index = Vec::with_capacity(total);
-        let mut refused = Vec::new();
-        let mut offset = 0;
-        for (labels, samples) in batch {
-            match self.series_id(labels) {
-                Ok(id) => {
-                    ids.extend(samples.iter().map(|s| (id, *s)));
-                    index.extend(offset..offset + samples.len());
-                }
-                Err(StorageError::Limit(e)) => refused.extend(
-                    (offset..offset + samples.len())
-                        .map(|i| (i, super::Rejection::InvalidSeries(e.clone()))),
-                ),
-                Err(e) => return Err(e),
-            }
-            offset += samples.len();
-        }
-        let mut out = self.append_within(&ids, i64::MAX)?;
-        for r in &mut out.rejected {
-            if let Some(&i) = index.get(r.0) {
-                r.0 = i;
-            }
-        }
-        out.rejected.extend(refused);
-        out.rejected.sort_by_key(|r| r.0);
-        Ok(out)
+        self.append_series_within(batch, i64::MAX)
     }
 }
 
