@@ -16,14 +16,11 @@ use super::params::{get, pairs};
 use super::{ApiError, AppState};
 use crate::ingest::line_protocol::{self, LineOptions, Precision};
 use crate::ingest::remote_write::{self, RemoteWriteLimits};
-use crate::storage::{AppendOutcome, Labels, Sample};
+use crate::ingest::series_chunks::series_chunks;
+use crate::storage::AppendOutcome;
 
 /// Samples per storage call: bounds the memory of one append and keeps fsyncs shared.
 const WRITE_CHUNK: usize = 50_000;
-
-async fn store(ctx: &AppState, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, ApiError> {
-    Ok(ctx.sink.write(batch).await?)
-}
 
 fn refused(out: &AppendOutcome) -> Option<String> {
     out.rejected.first().map(|(_, why)| {
@@ -111,18 +108,15 @@ async fn lines(ctx: AppState, body: &[u8], precision: Precision) -> Result<Respo
         precision,
         now_ms: chrono::Utc::now().timestamp_millis(),
     };
-    let parsed = line_protocol::parse(text, &opts);
+    let parsed = line_protocol::parse_series(text, &opts);
     let first_line_error = parsed
         .first_error()
         .map(|e| format!("line {}: {}", e.line, e.message));
     let line_errors = parsed.errors.len();
-    let mut samples = parsed.samples;
     let mut problem = None;
-    while !samples.is_empty() {
-        let rest = samples.split_off(samples.len().min(WRITE_CHUNK));
-        let out = store(&ctx, samples).await?;
+    for chunk in series_chunks(parsed.series, WRITE_CHUNK) {
+        let out = ctx.sink.write_series(chunk).await?;
         problem = problem.or(refused(&out));
-        samples = rest;
     }
     match first_line_error.or(problem) {
         None => Ok(StatusCode::NO_CONTENT.into_response()),

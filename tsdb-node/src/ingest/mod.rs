@@ -17,6 +17,7 @@ pub mod budget;
 pub mod line_protocol;
 pub mod mqtt;
 pub mod remote_write;
+pub mod series_chunks;
 
 /// A batch of samples that has just been made durable, as published to live subscribers.
 pub type LiveBatch = Arc<Vec<(Labels, Sample)>>;

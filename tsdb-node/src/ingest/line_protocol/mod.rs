@@ -27,6 +27,7 @@
 pub mod names;
 pub mod precision;
 pub mod scanner;
+pub mod series;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use crate::storage::{Label, Labels, Sample, METRIC_NAME_LABEL};
 pub use names::{sanitize_label_name, sanitize_metric_name};
 pub use precision::{Precision, UnknownPrecision};
 pub use scanner::{parse_line, FieldValue, Fields, RawLine};
+pub use series::{parse_series, SeriesOutcome};
 
 /// How to read a body.
 #[derive(Clone, Copy, Debug)]

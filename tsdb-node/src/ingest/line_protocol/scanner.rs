@@ -52,10 +52,41 @@ pub struct RawLine {
 
 /// Parses one line. `Ok(None)` for a blank line or a `#` comment.
 pub fn parse_line(line: &str) -> Result<Option<RawLine>, String> {
+    let Some(line) = content(line) else {
+        return Ok(None);
+    };
+    let key = parse_key(line)?;
+    let (fields, timestamp) = parse_tail(line, key.end)?;
+    Ok(Some(RawLine {
+        measurement: key.measurement,
+        tags: key.tags,
+        fields,
+        timestamp,
+    }))
+}
+
+/// The measurement and tags of a line, and where they end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawKey {
+    pub measurement: String,
+    pub tags: Vec<(String, String)>,
+    /// Byte offset just past the last tag (or the measurement): the blank before the fields.
+    pub end: usize,
+}
+
+/// A line without its line ending and leading blanks; `None` for a blank line or a comment.
+pub fn content(line: &str) -> Option<&str> {
     let line = line.trim_end_matches('\r').trim_start_matches([' ', '\t']);
     if line.is_empty() || line.starts_with('#') {
-        return Ok(None);
+        return None;
     }
+    Some(line)
+}
+
+/// Parses the measurement and tags at the start of `line` (as [`content`] returns it). The
+/// key is `line[..end]`: another line starting with the same bytes followed by a space has the
+/// same key, which is how a body's repeated series are recognised without parsing them again.
+pub fn parse_key(line: &str) -> Result<RawKey, String> {
     let bytes = line.as_bytes();
 
     let m_end = scan_until(bytes, 0, MEASUREMENT_ESCAPES);
@@ -91,7 +122,16 @@ pub fn parse_line(line: &str) -> Result<Option<RawLine>, String> {
         tags.push((key, value));
         pos = v_end;
     }
+    Ok(RawKey {
+        measurement,
+        tags,
+        end: pos,
+    })
+}
 
+/// Parses the fields and timestamp that follow the key ending at `pos`.
+pub fn parse_tail(line: &str, pos: usize) -> Result<(Fields, Option<i64>), String> {
+    let bytes = line.as_bytes();
     let f_start = skip_blanks(bytes, pos);
     if f_start == pos || f_start >= bytes.len() {
         return Err("missing field set".into());
@@ -105,12 +145,7 @@ pub fn parse_line(line: &str) -> Result<Option<RawLine>, String> {
     } else {
         Some(parse_timestamp(rest)?)
     };
-    Ok(Some(RawLine {
-        measurement,
-        tags,
-        fields,
-        timestamp,
-    }))
+    Ok((fields, timestamp))
 }
 
 /// `line[from..to]`, or "" if the range is not valid (it always is: every bound used is the

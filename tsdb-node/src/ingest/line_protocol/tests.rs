@@ -352,9 +352,50 @@ proptest! {
         prop_assert_eq!(out.samples.len(), want);
     }
 
+    /// The grouped parse yields the flat parse's samples: per label set in the same order, and
+    /// the same errors. Lines are repeated (as runs and scattered) so that keys recur.
+    #[test]
+    fn series_parse_equals_the_flat_parse(
+        lines in prop::collection::vec(raw_line(), 1..6),
+        picks in prop::collection::vec((0usize..6, 1usize..4, any::<i64>()), 0..20),
+        junk in prop::collection::vec("[a-z,= 0-9.\"_]{0,12}", 0..3),
+    ) {
+        let mut body = Vec::new();
+        for (k, (i, repeat, ts)) in picks.iter().enumerate() {
+            let mut line = lines[i % lines.len()].clone();
+            for r in 0..*repeat {
+                line.timestamp = Some(ts.wrapping_add(r as i64));
+                body.push(write_line(&line));
+            }
+            if let Some(j) = junk.get(k) {
+                body.push(j.clone());
+            }
+        }
+        let body = body.join("\n");
+        let flat = parse(&body, &ms());
+        let grouped = series::parse_series(&body, &ms());
+        prop_assert_eq!(&flat.errors, &grouped.errors);
+        prop_assert_eq!(flat.skipped_string_fields, grouped.skipped_string_fields);
+        prop_assert_eq!(flat.samples.len(), grouped.samples);
+        let per_series = |pairs: Vec<(Labels, Sample)>| {
+            let mut m: std::collections::BTreeMap<Labels, Vec<(i64, u64)>> = Default::default();
+            for (l, s) in pairs {
+                m.entry(l).or_default().push((s.t, s.v.to_bits()));
+            }
+            m
+        };
+        let flattened = grouped
+            .series
+            .into_iter()
+            .flat_map(|(l, ss)| ss.into_iter().map(move |s| (l.clone(), s)))
+            .collect();
+        prop_assert_eq!(per_series(flat.samples), per_series(flattened));
+    }
+
     #[test]
     fn arbitrary_input_never_panics(body in "\\PC{0,200}", bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = parse(&body, &ns());
+        let _ = series::parse_series(&body, &ns());
         let _ = parse(&String::from_utf8_lossy(&bytes), &LineOptions::new(Precision::Hours, 0));
     }
 

@@ -69,40 +69,7 @@ impl DecodedWrite {
     /// [`IngestSink::write_series`](crate::ingest::IngestSink::write_series), which stores
     /// each label set once.
     pub fn into_series_chunks(self, max: usize) -> Vec<Vec<(Labels, Vec<Sample>)>> {
-        let max = max.max(1);
-        let mut out = Vec::new();
-        let mut current: Vec<(Labels, Vec<Sample>)> = Vec::new();
-        let mut room = max;
-        for (labels, samples) in self.series {
-            if samples.is_empty() {
-                continue;
-            }
-            if room == 0 {
-                out.push(std::mem::take(&mut current));
-                room = max;
-            }
-            if samples.len() <= room {
-                // The common case: the whole series fits and moves over without a copy.
-                room -= samples.len();
-                current.push((labels, samples));
-                continue;
-            }
-            let mut rest = samples.as_slice();
-            while !rest.is_empty() {
-                if room == 0 {
-                    out.push(std::mem::take(&mut current));
-                    room = max;
-                }
-                let (now, later) = rest.split_at(rest.len().min(room));
-                current.push((labels.clone(), now.to_vec()));
-                room -= now.len();
-                rest = later;
-            }
-        }
-        if !current.is_empty() {
-            out.push(current);
-        }
-        out
+        crate::ingest::series_chunks::series_chunks(self.series, max)
     }
 
     /// The samples as `(Labels, Sample)` batches of at most `max` samples (at least one), in
