@@ -106,16 +106,44 @@ fn push_timestamp(out: &mut String, ms: i64) {
     if ms < 0 {
         out.push('-');
     }
-    let _ = write!(out, "{}", abs / 1000);
-    let frac = abs % 1000;
+    out.push_str(itoa::Buffer::new().format(abs / 1000));
+    // Below 1000, so the cast keeps every bit.
+    let frac = (abs % 1000) as u32;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        let digits = [
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        // ASCII digits and a dot: always valid UTF-8.
+        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
     }
 }
 
 fn push_sample_value(out: &mut String, v: f64) {
     let abs = v.abs();
-    if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
+    if (1e-5..1e16).contains(&abs) {
+        // core::fmt's float formatting was half the time of a long matrix answer. In this
+        // range ryu writes plain decimals with the same shortest digits, only with a `.0` on
+        // integers, except on an exact tie between two shortest candidates (ryu rounds half to
+        // even, core::fmt and Go half up). A tie needs a spacing of at least 10^k between
+        // doubles around a value ending in 5 at 10^(k-1), which takes 16 or more significant
+        // digits; those few values go through core::fmt. Property tests hold both to `{v}`.
+        let mut buf = ryu::Buffer::new();
+        let s = buf.format_finite(v);
+        let s = s.strip_suffix(".0").unwrap_or(s);
+        let significant = s
+            .bytes()
+            .skip_while(|b| matches!(b, b'-' | b'0' | b'.'))
+            .filter(u8::is_ascii_digit)
+            .count();
+        if significant < 16 {
+            out.push_str(s);
+        } else {
+            let _ = write!(out, "{v}");
+        }
+    } else if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
         let _ = write!(out, "{v}");
     } else {
         out.push_str(&format_sample_value(v));
@@ -173,6 +201,87 @@ mod tests {
         assert_eq!(format_sample_value(123456789012.0), "123456789012");
         assert_eq!(format_sample_value(f64::NAN), "NaN");
         assert_eq!(format_sample_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    fn slow_value(v: f64) -> String {
+        format_sample_value(v)
+    }
+
+    fn fast_value(v: f64) -> String {
+        let mut s = String::new();
+        push_sample_value(&mut s, v);
+        s
+    }
+
+    fn fast_timestamp(ms: i64) -> String {
+        let mut s = String::new();
+        push_timestamp(&mut s, ms);
+        s
+    }
+
+    #[test]
+    fn fast_value_formatting_matches_core_fmt_at_the_edges() {
+        for v in [
+            1e-5,
+            9.99999e-6,
+            1e-6,
+            1.5e-6,
+            1e16,
+            9999999999999998.0,
+            1e15,
+            123456.0,
+            0.1,
+            0.5,
+            -0.0,
+            0.0,
+            1.0,
+            -1.0,
+            23.4,
+            1e20,
+            2e21,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            562949953421312.25,
+            -228829908057178.125,
+            0.30000000000000004,
+            1125899906842624.2,
+            12.5,
+            0.125,
+        ] {
+            assert_eq!(fast_value(v), slow_value(v), "{v:e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_value_formatting_matches_core_fmt(
+            bits in proptest::num::u64::ANY,
+            small in -1e7f64..1e7,
+            exponent in -6.0f64..17.0,
+            mantissa in -10.0f64..10.0,
+        ) {
+            let spread = mantissa * 10f64.powf(exponent);
+            proptest::prop_assert_eq!(fast_value(spread), slow_value(spread));
+            let v = f64::from_bits(bits);
+            proptest::prop_assert_eq!(fast_value(v), slow_value(v));
+            proptest::prop_assert_eq!(fast_value(small), slow_value(small));
+            let rounded = (small * 100.0).round() / 100.0;
+            proptest::prop_assert_eq!(fast_value(rounded), slow_value(rounded));
+        }
+
+        #[test]
+        fn fast_timestamps_match_the_plain_format(ms in proptest::num::i64::ANY) {
+            let abs = ms.unsigned_abs();
+            let sign = if ms < 0 { "-" } else { "" };
+            let want = if abs % 1000 == 0 {
+                format!("{sign}{}", abs / 1000)
+            } else {
+                format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+            };
+            proptest::prop_assert_eq!(fast_timestamp(ms), want);
+        }
     }
 
     #[test]
