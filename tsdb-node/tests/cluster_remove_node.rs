@@ -97,13 +97,18 @@ fn a_removed_dead_node_leaves_every_series_with_two_copies_on_the_survivors() {
         .sum();
     assert!(hinted > 0, "no hints were kept for node-3");
 
-    let (status, v) = post(
-        &nodes[0],
-        "/api/v1/admin/remove-node",
-        &[("node", "node-3")],
+    // Through the CLI, as an operator would.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratactl"))
+        .args(["--server", &nodes[0].url(""), "remove-node", "node-3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["data"]["was_live"], false, "{v}");
+    assert!(stdout.contains("was_live"), "{stdout}");
 
     // Both survivors drop node-3 (node-2 through gossip), its hints, and pull the copies.
     let survivors: Vec<&ProcNode> = nodes[..2].iter().collect();
