@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes to what a node decodes from its peers and its hint files: the gRPC
-//! messages (`WriteRequest`, `SelectRequest`, `TreeRequest`, `TreeResponse`) with their
+//! messages (`WriteRequest`, `SelectRequest`, `TreeRequest`, `TreeResponse`,
+//! `DeleteRequest`/`TombstonesResponse` tombstones) with their
 //! conversions to storage types and Merkle trees, and hint-file records. None may panic; whatever converts must survive a round trip.
 #![no_main]
 
@@ -9,8 +10,9 @@ use tsdb_node::cluster::hints::decode_records;
 use tsdb_node::cluster::merkle::MerkleTree;
 use tsdb_node::cluster::rpc::{
     matchers_from_wire, matchers_to_wire, ranges_from_wire, ranges_to_wire, write_batch,
-    write_request, SelectRequest, TreeRequest, TreeResponse, WriteRequest,
+    write_request, DeleteRequest, SelectRequest, TreeRequest, TreeResponse, WriteRequest,
 };
+use tsdb_node::cluster::tombstones::ClusterTombstone;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = WriteRequest::decode(data) {
@@ -43,6 +45,14 @@ fuzz_target!(|data: &[u8]| {
             // What a node builds from a peer's leaves: any count, never a panic.
             if let Some(t) = MerkleTree::from_leaves(w.nodes) {
                 let _ = t.differing_leaves(&t);
+            }
+        }
+    }
+    if let Ok(req) = DeleteRequest::decode(data) {
+        for m in req.tombstones {
+            if let Ok(t) = ClusterTombstone::from_wire(m) {
+                let back = ClusterTombstone::from_wire(t.to_wire()).expect("round trip");
+                assert_eq!(back.to_wire(), t.to_wire());
             }
         }
     }

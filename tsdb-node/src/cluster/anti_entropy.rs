@@ -129,6 +129,10 @@ pub struct RoundSummary {
     /// Bytes of protobuf the peers answered (trees and samples, without gRPC framing).
     pub bytes_received: u64,
     pub seconds: f64,
+    /// Tombstones learned from the peers (deletes this node had missed) and applied.
+    pub tombstones_learned: u64,
+    /// Samples a peer held that tombstones cover, not pulled.
+    pub samples_tombstoned: u64,
     /// Peers that could not be compared, with the reason.
     pub errors: Vec<String>,
 }
@@ -209,7 +213,8 @@ impl AntiEntropyMetrics {
 /// Per-node anti-entropy state: one round at a time, and the counters.
 #[derive(Default)]
 pub struct AntiEntropy {
-    running: tokio::sync::Mutex<()>,
+    /// Held by a round, and by cleanup (which must not run beside a repair).
+    pub(super) running: tokio::sync::Mutex<()>,
     pub metrics: AntiEntropyMetrics,
 }
 
@@ -238,15 +243,15 @@ fn span(engine: &Engine) -> (i64, i64) {
     (mint, maxt)
 }
 
-/// One peer's part of a round.
-struct PeerRound<'a> {
-    cluster: &'a Cluster,
-    addr: SocketAddr,
-    ranges: TokenRanges,
-    mint: i64,
-    maxt: i64,
+/// One peer's part of a round (also what cleanup compares with).
+pub(super) struct PeerRound<'a> {
+    pub(super) cluster: &'a Cluster,
+    pub(super) addr: SocketAddr,
+    pub(super) ranges: TokenRanges,
+    pub(super) mint: i64,
+    pub(super) maxt: i64,
     /// Bytes of the answers received so far.
-    received: AtomicU64,
+    pub(super) received: AtomicU64,
 }
 
 impl PeerRound<'_> {
@@ -267,7 +272,7 @@ impl PeerRound<'_> {
     }
 
     /// The peer's root per window with data.
-    async fn remote_roots(&self) -> Result<BTreeMap<i64, u64>, String> {
+    pub(super) async fn remote_roots(&self) -> Result<BTreeMap<i64, u64>, String> {
         let mut roots = BTreeMap::new();
         let mut from = self.mint;
         loop {
@@ -337,15 +342,22 @@ impl PeerRound<'_> {
         summary.buckets_differing += buckets.len() as u64;
         for chunk in buckets.chunks(BUCKETS_PER_FETCH) {
             let tokens = merkle::bucket_ranges(chunk).intersect(&self.ranges);
-            let (fetched, repaired) = self.pull(&tokens, lo, hi).await?;
+            let (fetched, repaired, tombstoned) = self.pull(&tokens, lo, hi).await?;
             summary.samples_fetched += fetched;
             summary.samples_repaired += repaired;
+            summary.samples_tombstoned += tombstoned;
         }
         Ok(())
     }
 
-    /// Fetches the peer's series in `tokens` over `[lo, hi]` and stores what is missing here.
-    async fn pull(&self, tokens: &TokenRanges, lo: i64, hi: i64) -> Result<(u64, u64), String> {
+    /// Fetches the peer's series in `tokens` over `[lo, hi]` and stores what is missing here,
+    /// except samples a tombstone covers. Returns (fetched, stored, left out as deleted).
+    async fn pull(
+        &self,
+        tokens: &TokenRanges,
+        lo: i64,
+        hi: i64,
+    ) -> Result<(u64, u64, u64), String> {
         let resp = self
             .cluster
             .peers
@@ -378,32 +390,38 @@ impl PeerRound<'_> {
             remote.push((labels, samples));
         }
         let engine = self.cluster.engine.clone();
+        let tombstones = self.cluster.tombstones.clone();
         let tokens = tokens.clone();
-        let repaired = blocking(move || {
+        let (repaired, tombstoned) = blocking(move || {
             let local: HashMap<Labels, Vec<Sample>> =
                 summaries::local_series(&engine, &tokens, lo, hi)?
                     .into_iter()
                     .map(|(_, l, s)| (l, s))
                     .collect();
+            let mut tombstoned = 0u64;
             let batch: Vec<(Labels, Vec<Sample>)> = remote
                 .into_iter()
                 .filter_map(|(labels, samples)| {
                     let mine = local.get(&labels).map(Vec::as_slice).unwrap_or(&[]);
-                    let missing = samples_to_pull(mine, &samples);
+                    let mut missing = samples_to_pull(mine, &samples);
+                    let before = missing.len();
+                    // A peer that missed a delete still holds what it deleted.
+                    tombstones.retain_uncovered(&labels, &mut missing, i64::MIN);
+                    tombstoned += (before - missing.len()) as u64;
                     (!missing.is_empty()).then_some((labels, missing))
                 })
                 .collect();
             if batch.is_empty() {
-                return Ok(0);
+                return Ok((0, tombstoned));
             }
             let out = engine.append_repair(&batch)?;
             for (i, why) in out.rejected.iter().take(3) {
                 tracing::warn!(index = i, reason = %why, "anti-entropy: a repaired sample was refused");
             }
-            Ok(out.appended as u64)
+            Ok((out.appended as u64, tombstoned))
         })
         .await?;
-        Ok((fetched, repaired))
+        Ok((fetched, repaired, tombstoned))
     }
 }
 
@@ -440,6 +458,14 @@ impl Cluster {
                 None => summary.errors.push(format!("{peer}: not alive in gossip")),
             }
         }
+        // Deletes first: what a peer deleted must be gone here before data is compared,
+        // and known to the repair filter.
+        self.expire_tombstones();
+        let asked: Vec<(String, SocketAddr)> =
+            reachable.iter().map(|(p, a, _)| (p.clone(), *a)).collect();
+        let (learned, errors) = self.learn_tombstones(&asked).await;
+        summary.tombstones_learned = learned;
+        summary.errors.extend(errors);
         if !reachable.is_empty() && mint <= maxt {
             let engine = self.engine.clone();
             let sets: Vec<TokenRanges> = reachable.iter().map(|r| r.2.clone()).collect();

@@ -13,8 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::rpc::{
-    self, SelectRequest, SelectResponse, SeriesResponse, TreeRequest, TreeResponse, WriteRequest,
-    WriteResponse,
+    self, DeleteRequest, DeleteResponse, SelectRequest, SelectResponse, SeriesResponse,
+    TombstonesRequest, TombstonesResponse, TreeRequest, TreeResponse, WriteRequest, WriteResponse,
 };
 
 /// Channels to peers, shared by every request. Cheap to clone.
@@ -125,5 +125,18 @@ impl Peers {
 
     pub async fn tree(&self, addr: SocketAddr, req: TreeRequest) -> Result<TreeResponse, Status> {
         self.call(addr, rpc::PATH_TREE, req).await
+    }
+
+    pub async fn delete(
+        &self,
+        addr: SocketAddr,
+        req: DeleteRequest,
+    ) -> Result<DeleteResponse, Status> {
+        self.call(addr, rpc::PATH_DELETE, req).await
+    }
+
+    pub async fn tombstones(&self, addr: SocketAddr) -> Result<TombstonesResponse, Status> {
+        self.call(addr, rpc::PATH_TOMBSTONES, TombstonesRequest {})
+            .await
     }
 }

@@ -5,18 +5,22 @@ use std::sync::Arc;
 
 use tonic::Status;
 
+use super::deletes;
 use super::merkle;
 use super::ring::series_token;
 use super::rpc::{
-    self, LabelSet, Rejected, SelectRequest, SelectResponse, SeriesResponse, TreeRequest,
-    TreeResponse, WindowNodes, WriteRequest, WriteResponse,
+    self, DeleteRequest, DeleteResponse, LabelSet, Rejected, SelectRequest, SelectResponse,
+    SeriesResponse, TombstonesRequest, TombstonesResponse, TreeRequest, TreeResponse, WindowNodes,
+    WriteRequest, WriteResponse,
 };
 use super::summaries;
-use crate::storage::{Engine, StorageError};
+use super::tombstones::{ClusterTombstone, TombstoneStore};
+use crate::storage::{Engine, Sample, StorageError};
 
 /// Serves the cluster RPCs over the local engine.
 pub struct RpcHandler {
     engine: Arc<Engine>,
+    tombstones: Arc<TombstoneStore>,
 }
 
 fn status(e: StorageError) -> Status {
@@ -43,12 +47,32 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl RpcHandler {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        RpcHandler { engine }
+    pub fn new(engine: Arc<Engine>, tombstones: Arc<TombstoneStore>) -> Self {
+        RpcHandler { engine, tombstones }
     }
 
-    /// Stores a replica's share of a batch; answers once it is durable.
-    pub async fn write(&self, req: WriteRequest) -> Result<WriteResponse, Status> {
+    /// Stores a replica's share of a batch; answers once it is durable. A hinted write loses
+    /// the samples a delete made after the hint was stored removed (its rejections are not
+    /// mapped back: hint delivery does not read them).
+    pub async fn write(&self, mut req: WriteRequest) -> Result<WriteResponse, Status> {
+        if req.hinted_at_ms != 0 && !self.tombstones.is_empty() {
+            for s in &mut req.series {
+                if s.timestamps.len() != s.values.len() {
+                    continue; // refused below
+                }
+                let labels = rpc::labels_from_wire(s.labels.clone());
+                let mut samples: Vec<Sample> = s
+                    .timestamps
+                    .iter()
+                    .zip(&s.values)
+                    .map(|(&t, &v)| Sample::new(t, v))
+                    .collect();
+                self.tombstones
+                    .retain_uncovered(&labels, &mut samples, req.hinted_at_ms);
+                s.timestamps = samples.iter().map(|x| x.t).collect();
+                s.values = samples.iter().map(|x| x.v).collect();
+            }
+        }
         let batch = rpc::write_batch(req).map_err(malformed)?;
         let engine = self.engine.clone();
         let outcome = blocking(move || engine.append_labeled(&batch)).await?;
@@ -134,6 +158,33 @@ impl RpcHandler {
                 })
                 .collect(),
             resume_from,
+        })
+    }
+
+    /// Applies cluster-wide deletes locally and remembers their tombstones; answers once both
+    /// are durable. Tombstones already known are not applied again.
+    pub async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, Status> {
+        let list = req
+            .tombstones
+            .into_iter()
+            .map(ClusterTombstone::from_wire)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(malformed)?;
+        let engine = self.engine.clone();
+        let store = self.tombstones.clone();
+        let deleted = tokio::task::spawn_blocking(move || deletes::apply(&engine, &store, list))
+            .await
+            .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
+            .map_err(Status::internal)?;
+        Ok(DeleteResponse {
+            deleted_series: deleted,
+        })
+    }
+
+    /// Every tombstone this node knows (anti-entropy passes them on).
+    pub async fn tombstones(&self, _req: TombstonesRequest) -> Result<TombstonesResponse, Status> {
+        Ok(TombstonesResponse {
+            tombstones: self.tombstones.all().iter().map(|t| t.to_wire()).collect(),
         })
     }
 

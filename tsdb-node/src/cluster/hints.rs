@@ -5,9 +5,12 @@
 //! any id is a safe file name) holding `active.log`, which new hints are appended to, and
 //! `<seq>.replay` files cut from it for delivery. A record is
 //! `len: u32 LE | crc32c(payload): u32 LE | payload` where the payload is a protobuf
-//! `WriteRequest`. Every append is fsynced before the write it belongs to counts as hinted.
-//! Reading stops at the first torn or corrupt record; delivering a record twice is harmless
-//! because a sample written again with the same timestamp replaces itself.
+//! `WriteRequest`, or a `DeleteRequest` when the top bit of `len` is set (a cluster-wide
+//! delete the target missed). Records are delivered in the order they were appended, so a
+//! target sees writes and deletes in the order this node saw them. Every append is fsynced
+//! before the write it belongs to counts as hinted. Reading stops at the first torn or
+//! corrupt record; delivering a record twice is harmless because a sample written again with
+//! the same timestamp replaces itself and a tombstone is applied once per id.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use prost::Message;
 
-use super::rpc::WriteRequest;
+use super::rpc::{DeleteRequest, WriteRequest};
 
 const ACTIVE: &str = "active.log";
 const REPLAY_EXT: &str = "replay";
@@ -27,6 +30,15 @@ const MAX_RECORD: usize = 64 << 20;
 /// `active.log` is cut into a replay file once it reaches this size, which bounds what one
 /// delivery reads into memory.
 const ROTATE_BYTES: u64 = 16 << 20;
+/// Set in a record's length word when its payload is a `DeleteRequest`.
+const DELETE_FLAG: u32 = 1 << 31;
+
+/// One hinted operation, in the order it was appended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HintRecord {
+    Write(WriteRequest),
+    Delete(DeleteRequest),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HintError {
@@ -105,6 +117,38 @@ impl HintStore {
     /// Appends a hint for `target` and fsyncs it. Returns false (and stores nothing) when the
     /// target's hints already use their byte budget.
     pub fn append(&self, target: &str, req: &WriteRequest) -> Result<bool, HintError> {
+        self.append_record(target, 0, &req.encode_to_vec(), true)
+    }
+
+    /// Appends a delete for `target` behind the writes hinted so far. Not capped by the
+    /// budget: it is small, and leaving it out would let the writes before it resurrect data
+    /// until anti-entropy passes the tombstone on.
+    pub fn append_delete(&self, target: &str, req: &DeleteRequest) -> Result<(), HintError> {
+        self.append_record(target, DELETE_FLAG, &req.encode_to_vec(), false)
+            .map(|_| ())
+    }
+
+    /// Forgets every hint for `target` (a node removed from the cluster for good).
+    pub fn drop_target(&self, target: &str) -> Result<u64, HintError> {
+        let lock = self.lock(target);
+        let _g = lock.lock();
+        let dir = self.target_dir(target);
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let bytes = dir_size(&dir);
+        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        sync_dir(&self.dir)?;
+        Ok(bytes)
+    }
+
+    fn append_record(
+        &self,
+        target: &str,
+        flag: u32,
+        payload: &[u8],
+        budgeted: bool,
+    ) -> Result<bool, HintError> {
         let lock = self.lock(target);
         let _g = lock.lock();
         let dir = self.target_dir(target);
@@ -113,15 +157,15 @@ impl HintStore {
         if created {
             sync_dir(&self.dir)?;
         }
-        if dir_size(&dir) >= self.max_bytes_per_target {
+        if budgeted && dir_size(&dir) >= self.max_bytes_per_target {
             return Ok(false);
         }
-        let payload = req.encode_to_vec();
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        // MAX_RECORD keeps real lengths far below the flag bit.
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX) & !DELETE_FLAG;
         let mut record = Vec::with_capacity(payload.len() + 8);
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
+        record.extend_from_slice(&(len | flag).to_le_bytes());
+        record.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        record.extend_from_slice(payload);
         let path = dir.join(ACTIVE);
         let mut f = OpenOptions::new()
             .create(true)
@@ -204,7 +248,7 @@ impl HintStore {
     }
 
     /// The hints in a replay file, up to the first damaged record.
-    pub fn read(path: &Path) -> Result<Vec<WriteRequest>, HintError> {
+    pub fn read(path: &Path) -> Result<Vec<HintRecord>, HintError> {
         let mut data = Vec::new();
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut data))
@@ -224,14 +268,19 @@ impl HintStore {
 
 /// The hints in a file's bytes, up to the first torn, corrupt or undecodable record; the flag
 /// says whether such a record was met.
-pub fn decode_records(data: &[u8]) -> (Vec<WriteRequest>, bool) {
+pub fn decode_records(data: &[u8]) -> (Vec<HintRecord>, bool) {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let Some(record) = next_record(&mut rest) else {
+        let Some((is_delete, record)) = next_record(&mut rest) else {
             return (out, true);
         };
-        match WriteRequest::decode(record) {
+        let decoded = if is_delete {
+            DeleteRequest::decode(record).map(HintRecord::Delete)
+        } else {
+            WriteRequest::decode(record).map(HintRecord::Write)
+        };
+        match decoded {
             Ok(r) => out.push(r),
             Err(_) => return (out, true),
         }
@@ -239,9 +288,12 @@ pub fn decode_records(data: &[u8]) -> (Vec<WriteRequest>, bool) {
     (out, false)
 }
 
-/// Splits the next record off `rest`; `None` on a torn or corrupt record.
-fn next_record<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = u32::from_le_bytes(rest.get(0..4)?.try_into().ok()?) as usize;
+/// Splits the next record off `rest` with its kind (true: a delete); `None` on a torn or
+/// corrupt record.
+fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(bool, &'a [u8])> {
+    let word = u32::from_le_bytes(rest.get(0..4)?.try_into().ok()?);
+    let is_delete = word & DELETE_FLAG != 0;
+    let len = (word & !DELETE_FLAG) as usize;
     let crc = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?);
     if len > MAX_RECORD {
         return None;
@@ -251,16 +303,24 @@ fn next_record<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
         return None;
     }
     *rest = rest.get(8 + len..)?;
-    Some(payload)
+    Some((is_delete, payload))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::rpc::{LabelPair, SeriesSamples};
+    use crate::cluster::rpc::{LabelPair, SeriesSamples, TombstoneMsg};
+
+    fn first_ts(r: &HintRecord) -> i64 {
+        match r {
+            HintRecord::Write(w) => w.series[0].timestamps[0],
+            HintRecord::Delete(d) => -d.tombstones[0].mint,
+        }
+    }
 
     fn req(t: i64) -> WriteRequest {
         WriteRequest {
+            hinted_at_ms: 0,
             series: vec![SeriesSamples {
                 labels: vec![LabelPair {
                     name: "__name__".into(),
@@ -287,11 +347,39 @@ mod tests {
         let got: Vec<i64> = HintStore::read(&files[0])
             .unwrap()
             .iter()
-            .map(|r| r.series[0].timestamps[0])
+            .map(first_ts)
             .collect();
         assert_eq!(got, vec![1, 2, 3]);
         store.remove(&files[0]).unwrap();
         assert!(store.targets().is_empty());
+    }
+
+    #[test]
+    fn deletes_keep_their_place_among_writes_and_ignore_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = req(1).encode_to_vec().len() as u64 + 8;
+        let store = HintStore::open(dir.path().to_path_buf(), record).unwrap();
+        let delete = DeleteRequest {
+            tombstones: vec![TombstoneMsg {
+                id: 9,
+                matchers: vec![],
+                mint: 5,
+                maxt: 6,
+                deleted_at_ms: 7,
+            }],
+        };
+        assert!(store.append("a", &req(1)).unwrap());
+        // The budget is used up: writes are refused, the delete is not.
+        assert!(!store.append("a", &req(2)).unwrap());
+        store.append_delete("a", &delete).unwrap();
+        let files = store.take("a").unwrap();
+        let got = HintStore::read(&files[0]).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], HintRecord::Delete(delete));
+        assert_eq!(first_ts(&got[0]), 1);
+        assert!(store.drop_target("a").unwrap() > 0);
+        assert!(store.targets().is_empty());
+        assert_eq!(store.drop_target("a").unwrap(), 0);
     }
 
     #[test]

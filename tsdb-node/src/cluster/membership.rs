@@ -26,6 +26,8 @@ const KEY_MODE: &str = "mode";
 const KEY_GRPC: &str = "grpc_addr";
 const KEY_HTTP: &str = "http_addr";
 const KEY_PROGRESS: &str = "progress";
+/// `removed:<node id>` = the highest generation of that node removed for good.
+const KEY_REMOVED_PREFIX: &str = "removed:";
 
 /// One node as this node currently sees it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -146,6 +148,35 @@ impl Membership {
             .await
             .self_node_state()
             .set(KEY_PROGRESS, progress);
+    }
+
+    /// Publishes every removal this node knows (see `removal`), so the knowledge spreads and
+    /// survives the restart of any one node.
+    pub async fn publish_removed(&self, removed: &BTreeMap<String, u64>) {
+        let mut cc = self.chitchat.lock().await;
+        let state = cc.self_node_state();
+        for (id, generation) in removed {
+            state.set(format!("{KEY_REMOVED_PREFIX}{id}"), generation);
+        }
+    }
+
+    /// The removals every known node publishes: id → highest generation removed.
+    pub async fn removed(&self) -> BTreeMap<String, u64> {
+        let cc = self.chitchat.lock().await;
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for state in cc.node_states().values() {
+            for (key, value) in state.iter_prefix(KEY_REMOVED_PREFIX) {
+                let (Some(id), Ok(g)) = (
+                    key.strip_prefix(KEY_REMOVED_PREFIX),
+                    value.value.parse::<u64>(),
+                ) else {
+                    continue;
+                };
+                let e = out.entry(id.to_string()).or_insert(g);
+                *e = (*e).max(g);
+            }
+        }
+        out
     }
 
     /// Every known node (alive or not), newest generation per id, sorted by id.

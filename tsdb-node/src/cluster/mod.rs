@@ -12,24 +12,31 @@
 //! - `anti_entropy` (with `merkle`, `summaries`, `token_ranges`): replicas compare Merkle
 //!   summaries of the ranges they share and pull what they lack; a joining node pulls its
 //!   new ranges.
+//! - `deletes` (with `tombstones`): deletes applied on every ring member, remembered as
+//!   tombstones that repairs respect and anti-entropy passes on.
+//! - `removal`: removing a dead node for good on its behalf.
 //!
 //! A node without seeds and without a gossip address is not clustered at all: nothing here
 //! runs and the node behaves as a single node.
 
 pub mod anti_entropy;
+mod cleanup;
 pub mod client;
 mod decommission;
+pub mod deletes;
 pub mod handler;
 pub mod hints;
 pub mod membership;
 pub mod merkle;
 pub mod read;
+pub mod removal;
 pub mod replication;
 pub mod ring;
 pub mod rpc;
 pub mod server;
 pub mod summaries;
 pub mod token_ranges;
+pub mod tombstones;
 mod view;
 pub mod write;
 
@@ -72,6 +79,8 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Hints(#[from] hints::HintError),
+    #[error(transparent)]
+    Tombstones(#[from] tombstones::TombstoneStoreError),
 }
 
 /// Lifecycle of a node in the ring.
@@ -292,6 +301,9 @@ pub struct Cluster {
     membership: Membership,
     peers: Peers,
     hints: Arc<HintStore>,
+    tombstones: Arc<tombstones::TombstoneStore>,
+    /// Nodes removed for good (see `removal`).
+    removed: parking_lot::Mutex<removal::Removed>,
     view: RwLock<Arc<View>>,
     grpc_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -355,14 +367,19 @@ impl Cluster {
             settings.state_dir.join("hints"),
             settings.max_hint_bytes,
         )?);
+        let tombstones = Arc::new(tombstones::TombstoneStore::open(&settings.state_dir)?);
         let remembered = view::load_remembered(&settings.state_dir);
-        let initial = view::build(&settings, Vec::new(), &remembered);
+        let removed = removal::load(&settings.state_dir);
+        membership.publish_removed(&removed).await;
+        let initial = view::build(&settings, Vec::new(), &remembered, &removed);
         let (stop, stop_rx) = watch::channel(false);
         let cluster = Arc::new(Cluster {
             engine: engine.clone(),
             membership,
             peers,
             hints,
+            tombstones: tombstones.clone(),
+            removed: parking_lot::Mutex::new(removed),
             view: RwLock::new(Arc::new(initial)),
             grpc_addr: grpc_bound,
             stop,
@@ -373,7 +390,7 @@ impl Cluster {
         });
 
         let svc = ClusterRpcServer::new(
-            Arc::new(RpcHandler::new(engine)),
+            Arc::new(RpcHandler::new(engine, tombstones)),
             SecretCheck::new(cluster.settings.secret.as_deref()),
             MAX_MESSAGE_BYTES,
         );

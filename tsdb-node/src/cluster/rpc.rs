@@ -16,6 +16,8 @@ pub const PATH_WRITE: &str = "/strata.cluster.v1.Cluster/Write";
 pub const PATH_SELECT: &str = "/strata.cluster.v1.Cluster/Select";
 pub const PATH_SERIES: &str = "/strata.cluster.v1.Cluster/Series";
 pub const PATH_TREE: &str = "/strata.cluster.v1.Cluster/Tree";
+pub const PATH_DELETE: &str = "/strata.cluster.v1.Cluster/Delete";
+pub const PATH_TOMBSTONES: &str = "/strata.cluster.v1.Cluster/Tombstones";
 /// gRPC metadata key carrying the cluster secret.
 pub const SECRET_METADATA: &str = "x-strata-cluster-secret";
 
@@ -42,6 +44,11 @@ pub struct SeriesSamples {
 pub struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     pub series: Vec<SeriesSamples>,
+    /// Set on a hinted write: when the coordinator stored the hint (ms since the epoch). The
+    /// owner drops the samples a tombstone deleted after that moment, so a hint delivered
+    /// late cannot bring back what a delete removed meanwhile. 0 on a live write.
+    #[prost(int64, tag = "2")]
+    pub hinted_at_ms: i64,
 }
 
 /// A sample the replica refused; `index` counts samples across the request's series in order.
@@ -155,6 +162,46 @@ pub struct SeriesResponse {
     pub series: Vec<LabelSet>,
 }
 
+/// A cluster-wide deletion: the samples of the series matching `matchers` in `[mint, maxt]`,
+/// decided at `deleted_at_ms` on the node that took the request. `id` names it everywhere.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TombstoneMsg {
+    #[prost(fixed64, tag = "1")]
+    pub id: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub matchers: Vec<MatcherMsg>,
+    #[prost(int64, tag = "3")]
+    pub mint: i64,
+    #[prost(int64, tag = "4")]
+    pub maxt: i64,
+    #[prost(int64, tag = "5")]
+    pub deleted_at_ms: i64,
+}
+
+/// Apply these deletions locally and remember them as tombstones.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub tombstones: Vec<TombstoneMsg>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteResponse {
+    /// Local series that matched (tombstones already known count 0).
+    #[prost(uint64, tag = "1")]
+    pub deleted_series: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TombstonesRequest {}
+
+/// Every tombstone the node holds that has not expired.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TombstonesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub tombstones: Vec<TombstoneMsg>,
+}
+
 /// A message from a peer that does not make sense.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed cluster message: {0}")]
@@ -211,7 +258,13 @@ pub fn write_request(batch: &[(Labels, Sample)], indices: &[usize]) -> (WriteReq
             s
         })
         .collect();
-    (WriteRequest { series }, order)
+    (
+        WriteRequest {
+            series,
+            hinted_at_ms: 0,
+        },
+        order,
+    )
 }
 
 /// The samples of a write request, flattened in wire order.
@@ -319,6 +372,7 @@ mod tests {
             (a.clone(), Sample::new(3, 3.0)),
         ];
         let (req, order) = write_request(&batch, &[0, 1, 2]);
+        assert_eq!(req.hinted_at_ms, 0);
         assert_eq!(req.series.len(), 2);
         assert_eq!(order, vec![0, 2, 1]);
         let back = write_batch(req).unwrap();
@@ -369,6 +423,40 @@ mod tests {
             token_ranges: vec![],
         };
         assert_eq!(old.encode_to_vec(), vec![0x10, 0x01, 0x18, 0x02]);
+        // A live write carries no `hinted_at_ms`, so old and new nodes read it alike; a
+        // hinted one has field 2 as a varint.
+        let w = WriteRequest {
+            series: vec![],
+            hinted_at_ms: 0,
+        };
+        assert!(w.encode_to_vec().is_empty());
+        let w = WriteRequest {
+            series: vec![],
+            hinted_at_ms: 1,
+        };
+        assert_eq!(w.encode_to_vec(), vec![0x10, 0x01]);
+        // Tombstone: id fixed64 (field 1, wire type 1), mint/maxt/deleted_at int64 varints.
+        let t = TombstoneMsg {
+            id: 7,
+            matchers: vec![MatcherMsg {
+                name: "a".into(),
+                op: 0,
+                value: "b".into(),
+            }],
+            mint: 1,
+            maxt: 2,
+            deleted_at_ms: 3,
+        };
+        assert_eq!(
+            t.encode_to_vec(),
+            vec![
+                0x09, 7, 0, 0, 0, 0, 0, 0, 0, // id
+                0x12, 0x06, 0x0a, 0x01, b'a', 0x1a, 0x01, b'b', // matcher (op 0 omitted)
+                0x18, 0x01, 0x20, 0x02, 0x28, 0x03,
+            ]
+        );
+        let d = DeleteResponse { deleted_series: 2 };
+        assert_eq!(d.encode_to_vec(), vec![0x08, 0x02]);
     }
 
     #[test]
@@ -379,6 +467,7 @@ mod tests {
                 timestamps: vec![1, 2],
                 values: vec![1.0],
             }],
+            hinted_at_ms: 0,
         };
         assert!(write_batch(bad).is_err());
         assert!(matchers_from_wire(vec![MatcherMsg {

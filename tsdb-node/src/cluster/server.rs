@@ -171,6 +171,12 @@ where
                 max,
                 move |r| async move { h.tree(r).await },
             )),
+            rpc::PATH_DELETE => Box::pin(unary(req, secret, max, move |r| async move {
+                h.delete(r).await
+            })),
+            rpc::PATH_TOMBSTONES => Box::pin(unary(req, secret, max, move |r| async move {
+                h.tombstones(r).await
+            })),
             _ => {
                 Box::pin(
                     async move { Ok(Status::unimplemented("unknown method").into_http::<Body>()) },

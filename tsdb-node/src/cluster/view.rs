@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::hints::HintStore;
+use super::hints::{HintRecord, HintStore};
 use super::membership::Member;
+use super::removal::{is_removed, Removed};
 use super::ring::Ring;
 use super::{Cluster, ClusterSettings, NodeMode, NodeState, View};
 
@@ -44,11 +45,12 @@ fn save_remembered(state_dir: &Path, members: &BTreeSet<String>) {
 }
 
 /// The ring members: storage nodes seen in gossip that have not left, remembered ones that
-/// gossip has not said left, and this node unless it is a query node.
+/// gossip has not said left nor were removed, and this node unless it is a query node.
 fn ring_members(
     settings: &ClusterSettings,
     members: &[Member],
     remembered: &BTreeSet<String>,
+    removed: &Removed,
 ) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = members
         .iter()
@@ -57,7 +59,9 @@ fn ring_members(
         .collect();
     for r in remembered {
         let gone = members.iter().any(|m| &m.node_id == r && !m.in_ring());
-        if !gone {
+        // Removed and not in gossip (a member in gossip is judged by its generation above).
+        let removed_unseen = removed.contains_key(r) && !members.iter().any(|m| &m.node_id == r);
+        if !gone && !removed_unseen {
             out.insert(r.clone());
         }
     }
@@ -72,10 +76,18 @@ fn ring_members(
 
 pub(super) fn build(
     settings: &ClusterSettings,
-    members: Vec<Member>,
+    mut members: Vec<Member>,
     remembered: &BTreeSet<String>,
+    removed: &Removed,
 ) -> View {
-    let ids = ring_members(settings, &members, remembered);
+    // A removed node is `left` on its behalf.
+    for m in &mut members {
+        if is_removed(removed, &m.node_id, m.generation) {
+            m.state = NodeState::Left;
+            m.progress = Some("removed".into());
+        }
+    }
+    let ids = ring_members(settings, &members, remembered, removed);
     View {
         ring: Arc::new(Ring::new(ids, settings.replication_factor)),
         members,
@@ -90,8 +102,17 @@ pub(super) async fn run(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) 
     let mut remembered = load_remembered(&cluster.settings.state_dir);
     let mut active = false;
     loop {
+        let published = cluster.membership.removed().await;
+        if let Err(e) = cluster.adopt_removals(&published).await {
+            tracing::warn!(error = %e, "cannot adopt a node removal");
+        }
         let members = cluster.membership.members().await;
-        let next = build(&cluster.settings, members, &remembered);
+        let next = build(
+            &cluster.settings,
+            members,
+            &remembered,
+            &cluster.removed_nodes(),
+        );
         let ring_ids: BTreeSet<String> = next.ring.nodes().iter().cloned().collect();
         if ring_ids != remembered {
             tracing::info!(members = ?ring_ids, "ring membership changed");
@@ -129,12 +150,20 @@ pub(super) async fn await_first_peers(cluster: &Cluster) {
         {
             // One more round lets the rest of the membership arrive from that peer.
             tokio::time::sleep(cluster.settings.gossip_interval).await;
-            let remembered = load_remembered(&cluster.settings.state_dir);
-            let members = cluster.membership.members().await;
-            *cluster.view.write() = Arc::new(build(&cluster.settings, members, &remembered));
+            cluster.refresh_view().await;
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Cluster {
+    /// Rebuilds the view from gossip now, rather than at the next refresh.
+    pub(super) async fn refresh_view(&self) {
+        let remembered = load_remembered(&self.settings.state_dir);
+        let members = self.membership.members().await;
+        let removed = self.removed_nodes();
+        *self.view.write() = Arc::new(build(&self.settings, members, &remembered, &removed));
     }
 }
 
@@ -179,17 +208,18 @@ async fn deliver_to(
         .map_err(|e| e.to_string())?;
     for file in files {
         let f = file.clone();
-        let requests = tokio::task::spawn_blocking(move || HintStore::read(&f))
+        let records = tokio::task::spawn_blocking(move || HintStore::read(&f))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let count = requests.len();
-        for req in requests {
-            cluster
-                .peers
-                .write(addr, req)
-                .await
-                .map_err(|s| s.message().to_string())?;
+        let count = records.len();
+        // In order: a delete lands after the writes hinted before it.
+        for record in records {
+            match record {
+                HintRecord::Write(req) => cluster.peers.write(addr, req).await.map(|_| ()),
+                HintRecord::Delete(req) => cluster.peers.delete(addr, req).await.map(|_| ()),
+            }
+            .map_err(|s| s.message().to_string())?;
         }
         let hints = cluster.hints.clone();
         tokio::task::spawn_blocking(move || hints.remove(&file))

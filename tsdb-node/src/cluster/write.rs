@@ -147,6 +147,8 @@ async fn remote_share(
         Err((tonic::Code::InvalidArgument, msg)) => Err(msg),
         Err((_, msg)) => {
             let target = node.clone();
+            let mut req = req;
+            req.hinted_at_ms = super::deletes::now_ms();
             let stored = tokio::task::spawn_blocking(move || hints.append(&target, &req)).await;
             match stored {
                 Ok(Ok(true)) => tracing::debug!(node = %node, "owner unreachable; write hinted"),

@@ -1,4 +1,5 @@
-//! Seed 003's status and admin actions, and Prometheus' delete_series.
+//! Seed 003's status and admin actions, and Prometheus' delete_series (cluster-wide in a
+//! cluster).
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -55,6 +56,16 @@ pub async fn delete_series(
     }
     let start = time_param(&p, "start", i64::MIN)?;
     let end = time_param(&p, "end", i64::MAX)?;
+    if let Some(cluster) = &ctx.cluster {
+        // Every member that may hold a matching series applies it; the answer waits for
+        // the consistency level, like a write.
+        let outcome = cluster.delete(sets, start, end).await?;
+        return Ok(success(json!({
+            "deleted_series": outcome.deleted_series,
+            "applied_on": outcome.applied_on,
+            "hinted": outcome.hinted,
+        })));
+    }
     let engine = ctx.engine.clone();
     let n = blocking(move || {
         let mut n = 0;

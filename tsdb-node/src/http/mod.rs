@@ -8,6 +8,7 @@ mod admin;
 mod admission;
 pub mod auth;
 mod cluster;
+mod cluster_admin;
 mod error;
 mod health;
 mod metrics;
@@ -118,6 +119,11 @@ pub fn router(ctx: AppState) -> Router {
         .route("/api/v1/cluster/ring", get(cluster::ring))
         .route("/api/v1/admin/decommission", post(cluster::decommission))
         .route("/api/v1/admin/anti-entropy", post(cluster::anti_entropy))
+        .route(
+            "/api/v1/admin/remove-node",
+            post(cluster_admin::remove_node),
+        )
+        .route("/api/v1/admin/cleanup", post(cluster_admin::cleanup))
         // Live stream of written samples
         .route("/api/v1/stream", get(stream::stream))
         .layer(DefaultBodyLimit::max(limit));

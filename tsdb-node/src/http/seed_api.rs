@@ -178,8 +178,18 @@ pub async fn delete_device_metric(
         .map_err(|e| ApiError::bad_data(format!("invalid delete body: {e}")))?;
     let matchers = device_matchers(&q);
     let (t0, t1) = seconds_range(&q);
-    let engine = ctx.engine.clone();
-    let n = blocking(move || Ok(engine.delete(&matchers, t0, t1.saturating_sub(1))?)).await?;
+    let n = match &ctx.cluster {
+        Some(cluster) => {
+            cluster
+                .delete(vec![matchers], t0, t1.saturating_sub(1))
+                .await?
+                .deleted_series as usize
+        }
+        None => {
+            let engine = ctx.engine.clone();
+            blocking(move || Ok(engine.delete(&matchers, t0, t1.saturating_sub(1))?)).await?
+        }
+    };
     Ok(
         Json(json!({"device_id": q.device_id, "metric_name": q.metric_name, "deleted_series": n}))
             .into_response(),

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod netns;
 pub mod process;
+pub mod replicas;
 
 use std::path::Path;
 use std::sync::mpsc;

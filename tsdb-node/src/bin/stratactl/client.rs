@@ -88,6 +88,17 @@ impl Api {
         envelope(resp, &url)
     }
 
+    /// `POST path` with a form body; the `data` of a Prometheus success envelope.
+    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value> {
+        let url = self.url(path);
+        let resp = self
+            .agent
+            .post(&url)
+            .send_form(form.iter().copied())
+            .with_context(|| format!("POST {url}"))?;
+        envelope(resp, &url)
+    }
+
     /// `POST` of a write body; Ok when the server answered 2xx, otherwise its explanation.
     pub fn post_write(&self, path_and_query: &str, content_type: &str, body: &[u8]) -> Result<()> {
         let url = self.url(path_and_query);

@@ -94,6 +94,21 @@ pub fn series(api: &Api, a: SeriesArgs) -> Result<()> {
 }
 
 /// An admin action (`flush`, `compact`, `downsample`) and what the server reported.
+/// `POST /api/v1/admin/remove-node` with the node id form-encoded.
+pub fn remove_node(api: &Api, node_id: &str, force: bool) -> Result<()> {
+    let data = api.post_form(
+        "/api/v1/admin/remove-node",
+        &[
+            ("node", node_id),
+            ("force", if force { "true" } else { "false" }),
+        ],
+    )?;
+    let mut out = String::new();
+    pretty(&data, 0, &mut out);
+    print!("remove-node {node_id}: done\n{out}");
+    Ok(())
+}
+
 pub fn admin(api: &Api, action: &str) -> Result<()> {
     let data = api.post_empty(&format!("/api/v1/admin/{action}"))?;
     let mut out = String::new();

@@ -75,6 +75,21 @@ enum Command {
     /// Hand this node's data to the rest of the cluster and leave the ring (progress in
     /// `status`/`/api/v1/cluster/members`).
     Decommission,
+    /// Remove a dead node from the cluster for good (it never comes back): peers drop it from
+    /// the ring and drop its hints, and anti-entropy restores the copies it held from the
+    /// remaining replicas. Refused while the node is alive, unless --force.
+    RemoveNode {
+        /// Id of the node to remove.
+        node_id: String,
+        /// Remove it even though gossip sees it alive (data only it holds is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Drop the local copies of ranges this node no longer owns (after a join or a
+    /// removal), once every current owner is verified to hold them.
+    Cleanup,
+    /// Run an anti-entropy round on the node now and print what it repaired.
+    AntiEntropy,
     /// Send synthetic IoT data over an ingest protocol.
     Generate(generate::GenerateArgs),
     /// Load-test ingestion over a protocol, or the latency of a query.
@@ -119,6 +134,9 @@ fn main() -> anyhow::Result<()> {
         Command::Series(a) => info::series(&api, a),
         Command::Flush => info::admin(&api, "flush"),
         Command::Decommission => info::admin(&api, "decommission"),
+        Command::RemoveNode { node_id, force } => info::remove_node(&api, &node_id, force),
+        Command::Cleanup => info::admin(&api, "cleanup"),
+        Command::AntiEntropy => info::admin(&api, "anti-entropy"),
         Command::Compact => info::admin(&api, "compact"),
         Command::Downsample => info::admin(&api, "downsample"),
         Command::Generate(a) => generate::run(&endpoints(), a),
