@@ -415,6 +415,8 @@ fn stratactl_simulate_mqtt_feeds_the_node() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("400 acknowledged"), "{stdout}");
+    // mosquitto 2 speaks MQTT 5, which the simulator tries first.
+    assert!(stdout.contains("over MQTT 5 "), "{stdout}");
     let http = node.addrs.http;
     wait_until(Duration::from_secs(20), "the simulated readings", || {
         node_metric(http, "strata_mqtt_messages_stored_total") == Some(400.0)

@@ -98,6 +98,23 @@ fn auto_falls_back_to_3_1_1_against_a_3_1_1_only_broker() {
     if mosquitto_available("auto_falls_back_to_3_1_1_against_a_3_1_1_only_broker") {
         round_trip(addr, &node, "fallback");
     }
+    // The simulator falls back the same way.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stratactl"))
+        .args(["simulate", "mqtt", "--broker", &url, "--devices", "2"])
+        .args(["--rate", "0", "--count", "10", "--qos", "1", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("over MQTT 3.1.1 "), "{stdout}");
+    assert!(stdout.contains("10 acknowledged"), "{stdout}");
+    wait_until(Duration::from_secs(20), "the simulated readings", || {
+        sample_count(http, "temperature") == 10
+    });
     node.stop();
 
     // Forcing MQTT 5 against the same kind of broker never connects, and says so.

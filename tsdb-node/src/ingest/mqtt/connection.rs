@@ -2,8 +2,10 @@
 //! (re)connect, forwards publishes to the dispatcher, and reconnects with backoff. Never fatal:
 //! any connection error is logged, counted and retried.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -13,13 +15,20 @@ use super::metrics::MqttMetrics;
 use super::options::Subscription;
 use super::BrokerUrl;
 
-/// A message handed from the connection to the dispatcher.
+/// Messages handed from the connection to the dispatcher in one go: those the event loop had
+/// already read when the first of them was taken.
 pub(super) struct Inbound {
-    pub message: Received,
-    /// Connection generation the message arrived on; bumped on every connect and loss.
+    pub messages: Vec<Received>,
+    /// Connection generation the messages arrived on; bumped on every connect and loss.
     pub generation: u64,
     pub received: Instant,
 }
+
+/// Most messages in one [`Inbound`]. Handing over one message at a time cost a channel
+/// operation, often a wake-up of the dispatcher's worker thread, a clock read and a
+/// stop-signal registration per message; rumqttc reads up to 10 packets per socket read, and
+/// under load the socket holds many more.
+pub(super) const INBOUND_MAX: usize = 256;
 
 /// How long shutdown waits for the dispatcher's last acks to go out.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -32,6 +41,9 @@ pub(super) struct Connection {
     pub subscriptions: Vec<Subscription>,
     pub metrics: Arc<MqttMetrics>,
     pub generation: Arc<AtomicU64>,
+    /// Most messages per hand-over: [`INBOUND_MAX`], or less so that one never exceeds a
+    /// batch.
+    pub inbound_max: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
 }
@@ -46,17 +58,36 @@ impl Connection {
         dispatcher_done: oneshot::Receiver<()>,
     ) {
         let mut delay = self.reconnect_min;
+        // An event polled while gathering messages, handled before polling again.
+        let mut next: Option<Result<LinkEvent, LinkError>> = None;
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => break,
-                e = self.link.poll() => e,
+            let event = match next.take() {
+                Some(e) => e,
+                None => tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    e = self.link.poll() => e,
+                },
             };
             match event {
                 Ok(LinkEvent::Message(message)) => {
-                    MqttMetrics::add(&self.metrics.received, 1);
+                    let mut messages = Vec::with_capacity(16);
+                    messages.push(message);
+                    // Whatever is ready without waiting goes along (polling rumqttc's event loop
+                    // is cancel-safe, so a poll that is not ready is simply dropped).
+                    while messages.len() < self.inbound_max {
+                        match now_or_never(self.link.poll()) {
+                            Some(Ok(LinkEvent::Message(m))) => messages.push(m),
+                            Some(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    MqttMetrics::add(&self.metrics.received, messages.len());
                     let inbound = Inbound {
-                        message,
+                        messages,
                         generation: self.generation.load(Ordering::Acquire),
                         received: Instant::now(),
                     };
@@ -152,6 +183,15 @@ impl Connection {
         .await;
         self.metrics.connected.store(0, Ordering::Relaxed);
         tracing::info!(broker = %self.url, "disconnected from the MQTT broker");
+    }
+}
+
+/// `f`'s output if it is ready at once; otherwise `f` is dropped (only for cancel-safe
+/// futures).
+fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+    match std::pin::pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
     }
 }
 

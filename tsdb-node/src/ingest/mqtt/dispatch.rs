@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::connection::Inbound;
-use super::link::Acker;
+use super::link::{Acker, Received};
 use super::metrics::MqttMetrics;
 use super::payload::{truncate, PayloadError, PayloadMapping};
 use crate::ingest::IngestSink;
@@ -35,14 +35,14 @@ struct Decoded {
 
 /// Logs an invalid message with a truncated sample of its payload, rate-limited so that a
 /// misconfigured fleet cannot flood the log.
-fn report_invalid(last_log: &mut Option<Instant>, m: &Inbound, e: &dyn std::fmt::Display) {
+fn report_invalid(last_log: &mut Option<Instant>, m: &Received, e: &dyn std::fmt::Display) {
     if last_log.is_some_and(|t| t.elapsed() < INVALID_LOG_INTERVAL) {
         return;
     }
     *last_log = Some(Instant::now());
-    let sample = String::from_utf8_lossy(m.message.payload());
+    let sample = String::from_utf8_lossy(m.payload());
     tracing::warn!(
-        topic = %truncate(&m.message.topic(), 128),
+        topic = %truncate(&m.topic(), 128),
         error = %e,
         payload = %truncate(&sample, LOGGED_PAYLOAD_BYTES),
         "dropping invalid MQTT message (more within 10s are only counted)"
@@ -67,16 +67,36 @@ impl Dispatcher {
     /// Runs until the connection loop closes the channel, storing and acknowledging every
     /// batch it was handed (unless stopped while a write keeps failing).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) {
-        let mut inbox: Vec<Inbound> = Vec::with_capacity(self.batch_max);
+        let mut inbox: Vec<Inbound> = Vec::new();
+        // A hand-over that did not fit in the previous batch.
+        let mut carried: Option<Inbound> = None;
         let mut last_invalid_log: Option<Instant> = None;
         loop {
             inbox.clear();
+            let first = match carried.take() {
+                Some(c) => c,
+                None => match rx.recv().await {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            let mut count = first.messages.len();
+            inbox.push(first);
             // Whatever arrived while the previous write was in flight becomes the next batch:
             // batches grow with the load and no message waits for a timer.
-            if rx.recv_many(&mut inbox, self.batch_max).await == 0 {
-                break;
+            while count < self.batch_max {
+                let Ok(next) = rx.try_recv() else {
+                    break;
+                };
+                if count + next.messages.len() > self.batch_max {
+                    carried = Some(next);
+                    break;
+                }
+                count += next.messages.len();
+                inbox.push(next);
             }
-            if !self.store(&inbox, &mut last_invalid_log).await {
+            let messages: Vec<&Received> = inbox.iter().flat_map(|c| &c.messages).collect();
+            if !self.store(&messages, &mut last_invalid_log).await {
                 break;
             }
             self.ack(&inbox).await;
@@ -84,12 +104,12 @@ impl Dispatcher {
     }
 
     /// Stores the batch's valid samples. False when stopped before the write succeeded.
-    async fn store(&mut self, inbox: &[Inbound], last_log: &mut Option<Instant>) -> bool {
+    async fn store(&mut self, inbox: &[&Received], last_log: &mut Option<Instant>) -> bool {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let decoded = self.decode(inbox, now_ms);
         let mut invalid = decoded.errors.len();
         for (i, e) in &decoded.errors {
-            report_invalid(last_log, &inbox[*i], e);
+            report_invalid(last_log, inbox[*i], e);
         }
         let origin = decoded.origin;
         let mut batch = decoded.samples;
@@ -98,7 +118,7 @@ impl Dispatcher {
             match self.sink.write(batch).await {
                 Ok(outcome) => {
                     for (i, why) in &outcome.rejected {
-                        if let Some(m) = origin.get(*i).and_then(|o| inbox.get(*o)) {
+                        if let Some(m) = origin.get(*i).and_then(|o| inbox.get(*o).copied()) {
                             report_invalid(last_log, m, why);
                         }
                     }
@@ -128,17 +148,14 @@ impl Dispatcher {
         true
     }
 
-    fn decode(&self, inbox: &[Inbound], now_ms: i64) -> Decoded {
+    fn decode(&self, inbox: &[&Received], now_ms: i64) -> Decoded {
         let mut d = Decoded {
             samples: Vec::with_capacity(inbox.len()),
             origin: Vec::with_capacity(inbox.len()),
             errors: Vec::new(),
         };
         for (i, m) in inbox.iter().enumerate() {
-            match self
-                .mapping
-                .decode(&m.message.topic(), m.message.payload(), now_ms)
-            {
+            match self.mapping.decode(&m.topic(), m.payload(), now_ms) {
                 Ok(s) => {
                     d.samples.push(s);
                     d.origin.push(i);
@@ -153,22 +170,27 @@ impl Dispatcher {
     async fn ack(&self, inbox: &[Inbound]) {
         let current = self.generation.load(Ordering::Acquire);
         let mut acked = 0;
-        for m in inbox {
-            if !m.message.needs_ack() {
+        'chunks: for chunk in inbox {
+            // Messages from an earlier connection are delivered again on the new one (a
+            // persistent session resends them with the same packet ids); acking the old copies
+            // could acknowledge unrelated messages under a clean session.
+            if chunk.generation != current {
                 continue;
             }
-            // A message from an earlier connection is delivered again on the new one (a
-            // persistent session resends it with the same packet id); acking the old copy
-            // could acknowledge an unrelated message under a clean session.
-            if m.generation != current {
-                continue;
+            let mut chunk_acked = 0;
+            for m in chunk.messages.iter().filter(|m| m.needs_ack()) {
+                if self.acker.ack(m).await.is_err() {
+                    // The event loop is gone (shutdown); the broker redelivers what is unacked.
+                    acked += chunk_acked;
+                    break 'chunks;
+                }
+                chunk_acked += 1;
             }
-            if self.acker.ack(&m.message).await.is_err() {
-                // The event loop is gone (shutdown); the broker redelivers what is unacked.
-                break;
+            if chunk_acked > 0 {
+                self.metrics
+                    .observe_ack_latencies(chunk.received.elapsed(), chunk_acked);
             }
-            acked += 1;
-            self.metrics.observe_ack_latency(m.received.elapsed());
+            acked += chunk_acked;
         }
         MqttMetrics::add(&self.metrics.acked, acked);
     }

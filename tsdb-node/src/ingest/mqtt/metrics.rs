@@ -60,16 +60,19 @@ impl MqttMetrics {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub(super) fn observe_ack_latency(&self, d: Duration) {
+    /// Records `n` acknowledgements that each took `d` (messages handed over together are
+    /// acknowledged together).
+    pub(super) fn observe_ack_latencies(&self, d: Duration, n: usize) {
         let secs = d.as_secs_f64();
+        let n = n as u64;
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+                self.buckets[i].fetch_add(n, Ordering::Relaxed);
             }
         }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_count.fetch_add(n, Ordering::Relaxed);
         self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+            .fetch_add((d.as_micros() as u64).saturating_mul(n), Ordering::Relaxed);
     }
 
     /// Appends the Prometheus text exposition of these metrics.
@@ -152,13 +155,14 @@ mod tests {
         let m = MqttMetrics::default();
         MqttMetrics::add(&m.received, 3);
         m.protocol_version.store(5, Ordering::Relaxed);
-        m.observe_ack_latency(Duration::from_millis(3));
+        m.observe_ack_latencies(Duration::from_millis(3), 2);
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains("strata_mqtt_messages_received_total 3"));
         assert!(out.contains("strata_mqtt_protocol_version 5\n"));
         assert!(out.contains("strata_mqtt_ack_latency_seconds_bucket{le=\"0.0025\"} 0"));
-        assert!(out.contains("strata_mqtt_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(out.contains("strata_mqtt_ack_latency_seconds_count 1"));
+        assert!(out.contains("strata_mqtt_ack_latency_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(out.contains("strata_mqtt_ack_latency_seconds_count 2"));
+        assert!(out.contains("strata_mqtt_ack_latency_seconds_sum 0.006\n"));
     }
 }

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use broker::start_embedded;
+pub use link::refuses_v5;
 pub use metrics::{MqttCounts, MqttMetrics};
 pub use options::{default_client_id, subscriptions, Subscription};
 pub use payload::{PayloadError, PayloadMapping, TimestampUnit};
@@ -85,8 +86,17 @@ impl MqttIngest {
             "starting MQTT ingest");
         let link = link::Link::new(cfg.protocol, &opts);
         let generation = Arc::new(AtomicU64::new(0));
-        // Room for two batches: one being written, one filling up.
-        let (tx, rx) = mpsc::channel(cfg.batch_max_messages.saturating_mul(2));
+        // Messages travel in hand-overs of up to `inbound_max`; room for two batches of full
+        // ones (one being written, one filling up). Smaller hand-overs fill the channel
+        // sooner, but only while the node keeps up: once the connection loop waits for room,
+        // the socket fills and the hand-overs that follow are full.
+        let inbound_max = cfg.batch_max_messages.min(connection::INBOUND_MAX);
+        let (tx, rx) = mpsc::channel(
+            cfg.batch_max_messages
+                .saturating_mul(2)
+                .div_ceil(inbound_max)
+                .max(2),
+        );
         let (done_tx, done_rx) = oneshot::channel();
         let dispatcher = dispatch::Dispatcher {
             sink,
@@ -105,6 +115,7 @@ impl MqttIngest {
             subscriptions: subscriptions(cfg),
             metrics,
             generation,
+            inbound_max,
             reconnect_min: cfg.reconnect_min.0,
             reconnect_max: cfg.reconnect_max.0,
         };

@@ -1,6 +1,7 @@
 //! `stratactl simulate`: simulated devices publishing live readings (seed 001's `--sim`).
 
 mod mqtt;
+mod publisher;
 mod sensors;
 
 use clap::{Args, Subcommand};

@@ -1,16 +1,17 @@
 //! `stratactl simulate mqtt`: N devices × M metrics publishing seed 001 JSON to
-//! `<topic-prefix>/<metric>` at a given rate, with a live msgs/s line.
+//! `<topic-prefix>/<metric>` at a given rate, with a live msgs/s line, over MQTT 5 or 3.1.1
+//! ([`super::publisher`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use tsdb_node::ingest::mqtt::BrokerUrl;
+use tsdb_node::ingest::mqtt::{BrokerUrl, MqttProtocol};
 
+use super::publisher::{Counters, Publisher, Session};
 use super::sensors::{Sensors, MAX_METRICS};
 
 #[derive(Args, Debug)]
@@ -22,6 +23,10 @@ pub struct MqttSimArgs {
         default_value = "tcp://127.0.0.1:1883"
     )]
     pub broker: String,
+    /// MQTT version: auto (5, or 3.1.1 when the broker refuses 5, as the node does), 5 or
+    /// 3.1.1.
+    #[arg(long, default_value = "auto")]
+    pub protocol: MqttProtocol,
     /// Number of simulated devices (sensor_1 … sensor_N).
     #[arg(long, default_value_t = 3)]
     pub devices: usize,
@@ -69,15 +74,6 @@ pub struct MqttSimArgs {
     pub quiet: bool,
 }
 
-/// Publishes and acknowledgements, shared with the event-loop task.
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    errors: AtomicU64,
-    done: AtomicBool,
-}
-
 pub fn run(a: MqttSimArgs) -> Result<()> {
     if a.devices == 0 {
         bail!("--devices must be at least 1");
@@ -108,46 +104,18 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
         .client_id
         .clone()
         .unwrap_or_else(|| format!("strata-sim-{}", std::process::id()));
-    let mut o = MqttOptions::new(client_id, url.host.clone(), url.port);
-    o.set_keep_alive(Duration::from_secs(30))
-        .set_inflight(a.inflight.max(1))
-        .set_clean_session(true);
-    if let Some(u) = &a.username {
-        o.set_credentials(u.clone(), a.password.clone().unwrap_or_default());
-    }
-    let (client, mut eventloop) = AsyncClient::new(o, 10_000);
     let counters = Arc::new(Counters::default());
-    let c = counters.clone();
-    let broker = url.to_string();
-    let events = tokio::spawn(async move {
-        let mut connected_once = false;
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    c.acked.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Event::Incoming(Packet::ConnAck(_))) => connected_once = true,
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    if c.done.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    c.errors.fetch_add(1, Ordering::Relaxed);
-                    if !connected_once {
-                        eprintln!("cannot reach {broker}: {e}; retrying");
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
-
-    let qos = if a.qos == 0 {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
+    let session = Session {
+        id: client_id,
+        keep_alive: Duration::from_secs(30),
+        inflight: a.inflight,
+        credentials: a
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), a.password.clone().unwrap_or_default())),
     };
+    let publisher = Publisher::connect(&url, a.protocol, &session, counters.clone()).await;
+
     let topics: Vec<String> = (0..metrics)
         .map(|m| {
             format!(
@@ -225,8 +193,8 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
         let payload = format!(
             "{{\"device_id\":{dev},\"metric_name\":{met},\"timestamp\":{ts},\"value\":{value}}}"
         );
-        client
-            .publish(topic.as_str(), qos, false, payload)
+        publisher
+            .publish(topic, a.qos == 1, payload)
             .await
             .context("the MQTT client stopped")?;
         i += 1;
@@ -252,12 +220,12 @@ async fn publish(a: MqttSimArgs, url: BrokerUrl, duration: Option<Duration>) -> 
     }
     let secs = started.elapsed().as_secs_f64();
     counters.done.store(true, Ordering::Relaxed);
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
+    let version = publisher.version();
+    publisher.finish().await;
     bar.finish_and_clear();
     let acked = counters.acked.load(Ordering::Relaxed);
     println!(
-        "published {i} messages ({} devices x {metrics} metrics) at QoS {} in {secs:.2}s ({:.0} msgs/s){}",
+        "published {i} messages ({} devices x {metrics} metrics) over MQTT {version} at QoS {} in {secs:.2}s ({:.0} msgs/s){}",
         a.devices,
         a.qos,
         i as f64 / secs.max(1e-9),

@@ -12,6 +12,8 @@
 mod v311;
 mod v5;
 
+pub use v5::refuses_v5;
+
 use std::borrow::Cow;
 
 use super::options::{LinkOptions, Subscription};

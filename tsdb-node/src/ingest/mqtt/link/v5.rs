@@ -105,6 +105,16 @@ impl Session {
     }
 }
 
+/// Whether `e`, the failure of an MQTT 5 connection attempt, is how a broker that does not
+/// speak 5 answers (a refused version, a closed connection, an unreadable CONNACK): where
+/// `auto` falls back to 3.1.1. Also used by `stratactl simulate mqtt`.
+pub fn refuses_v5(e: &ConnectionError) -> bool {
+    matches!(
+        classify(e),
+        FailureKind::VersionRefused | FailureKind::Closed
+    )
+}
+
 /// Separates what a 3.1.1-only broker does to an MQTT 5 CONNECT (refuse the version, close
 /// the connection, or answer with a 3.1.1 CONNACK that is not valid MQTT 5) from failures
 /// that happen before any CONNECT was sent (no route, connection refused, TLS).
