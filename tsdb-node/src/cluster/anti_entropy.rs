@@ -493,6 +493,11 @@ impl Cluster {
             }
         }
         summary.seconds = started.elapsed().as_secs_f64();
+        if scope == Scope::WithPreviousOwners && summary.errors.is_empty() {
+            // Every arc compared with every owner it has or had: this node now holds what
+            // they held (up to the settle time), so it may answer pushed-down aggregations.
+            self.membership.set_synced().await;
+        }
         self.anti_entropy.metrics.record(&summary);
         if summary.samples_repaired > 0 || !summary.errors.is_empty() {
             tracing::info!(?summary, "anti-entropy round");
@@ -524,7 +529,8 @@ impl Cluster {
 }
 
 /// The background task: a round with the previous owners soon after start-up (a joining
-/// node pulls its ranges), then a co-owner round every `interval`.
+/// node pulls its ranges), repeated with growing pauses until one compares with every peer,
+/// then a co-owner round every `interval`.
 pub(super) async fn run(
     cluster: Arc<Cluster>,
     interval: Duration,
@@ -537,15 +543,22 @@ pub(super) async fn run(
         _ = stop.wait_for(|s| *s) => return,
     }
     let mut scope = Scope::WithPreviousOwners;
+    let mut retry = settle;
     loop {
         let round = cluster.anti_entropy_round(scope);
-        tokio::select! {
-            _ = round => {}
+        let summary = tokio::select! {
+            s = round => s,
             _ = stop.wait_for(|s| *s) => return,
-        }
-        scope = Scope::CoOwners;
+        };
+        let pause = if scope == Scope::WithPreviousOwners && !summary.errors.is_empty() {
+            retry = (retry * 2).min(interval);
+            retry
+        } else {
+            scope = Scope::CoOwners;
+            interval
+        };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

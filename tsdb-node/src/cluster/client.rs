@@ -13,8 +13,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::rpc::{
-    self, DeleteRequest, DeleteResponse, SelectRequest, SelectResponse, SeriesResponse,
-    TombstonesRequest, TombstonesResponse, TreeRequest, TreeResponse, WriteRequest, WriteResponse,
+    self, AggregateRequest, AggregateResponse, DeleteRequest, DeleteResponse, SelectRequest,
+    SelectResponse, SeriesResponse, TombstonesRequest, TombstonesResponse, TreeRequest, TreeResponse,
+    WriteRequest, WriteResponse,
 };
 
 /// Channels to peers, shared by every request. Cheap to clone.
@@ -81,6 +82,21 @@ impl Peers {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
+        self.call_within(addr, path, msg, self.inner.timeout).await
+    }
+
+    /// A call with its own deadline (at most the configured one).
+    async fn call_within<Req, Resp>(
+        &self,
+        addr: SocketAddr,
+        path: &'static str,
+        msg: Req,
+        timeout: Duration,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         let mut grpc = tonic::client::Grpc::new(self.channel(addr)?)
             .max_decoding_message_size(self.inner.max_message_bytes)
             .max_encoding_message_size(self.inner.max_message_bytes);
@@ -88,7 +104,7 @@ impl Peers {
             .await
             .map_err(|e| Status::unavailable(format!("peer {addr} not ready: {e}")))?;
         let mut req = Request::new(msg);
-        req.set_timeout(self.inner.timeout);
+        req.set_timeout(timeout.min(self.inner.timeout));
         if let Some(s) = &self.inner.secret {
             req.metadata_mut().insert(rpc::SECRET_METADATA, s.clone());
         }
@@ -121,6 +137,18 @@ impl Peers {
         req: SelectRequest,
     ) -> Result<SeriesResponse, Status> {
         self.call(addr, rpc::PATH_SERIES, req).await
+    }
+
+    /// Push-down: partial aggregates of the node's series in the request's token ranges,
+    /// within the query's remaining `timeout`.
+    pub async fn aggregate(
+        &self,
+        addr: SocketAddr,
+        req: AggregateRequest,
+        timeout: Duration,
+    ) -> Result<AggregateResponse, Status> {
+        self.call_within(addr, rpc::PATH_AGGREGATE, req, timeout)
+            .await
     }
 
     pub async fn tree(&self, addr: SocketAddr, req: TreeRequest) -> Result<TreeResponse, Status> {

@@ -9,12 +9,14 @@ use super::deletes;
 use super::merkle;
 use super::ring::series_token;
 use super::rpc::{
-    self, DeleteRequest, DeleteResponse, LabelSet, Rejected, SelectRequest, SelectResponse,
-    SeriesResponse, TombstonesRequest, TombstonesResponse, TreeRequest, TreeResponse, WindowNodes,
-    WriteRequest, WriteResponse,
+    self, AggregateRequest, AggregateResponse, DeleteRequest, DeleteResponse, LabelSet, Rejected,
+    SelectRequest, SelectResponse, SeriesResponse, TombstonesRequest, TombstonesResponse,
+    TreeRequest, TreeResponse, WindowNodes, WriteRequest, WriteResponse,
 };
 use super::summaries;
 use super::tombstones::{ClusterTombstone, TombstoneStore};
+use crate::promql::pushdown::{self, PushdownQuery};
+use crate::promql::QueryError;
 use crate::storage::{Engine, Sample, StorageError};
 
 /// Serves the cluster RPCs over the local engine.
@@ -27,6 +29,18 @@ fn status(e: StorageError) -> Status {
     match e {
         StorageError::InvalidArgument(m) => Status::invalid_argument(m),
         StorageError::Limit(l) => Status::resource_exhausted(l.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// Limits keep their meaning across the wire, so the coordinator reports them as its own.
+fn query_status(e: QueryError) -> Status {
+    match e {
+        QueryError::TooManySamples => Status::resource_exhausted(e.to_string()),
+        QueryError::Timeout => Status::deadline_exceeded(e.to_string()),
+        QueryError::Parse(_) | QueryError::InvalidArgument(_) => {
+            Status::invalid_argument(e.to_string())
+        }
         other => Status::internal(other.to_string()),
     }
 }
@@ -186,6 +200,36 @@ impl RpcHandler {
         Ok(TombstonesResponse {
             tombstones: self.tombstones.all().iter().map(|t| t.to_wire()).collect(),
         })
+    }
+
+    /// Partial aggregates of a pushed-down query over the local series whose tokens lie in
+    /// the requested ranges (the arcs the coordinator assigned to this node).
+    pub async fn aggregate(&self, req: AggregateRequest) -> Result<AggregateResponse, Status> {
+        if req.token_ranges.is_empty() {
+            return Err(Status::invalid_argument("Aggregate needs token ranges"));
+        }
+        let tokens = rpc::ranges_from_wire(&req.token_ranges).map_err(malformed)?;
+        let q = PushdownQuery {
+            query: req.query,
+            start: req.start,
+            end: req.end,
+            step: req.step,
+            lookback_ms: req.lookback_ms,
+            max_samples: usize::try_from(req.max_samples).unwrap_or(usize::MAX),
+            deadline: std::time::Instant::now() + std::time::Duration::from_millis(req.timeout_ms),
+        };
+        let engine = self.engine.clone();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4);
+        let partials = tokio::task::spawn_blocking(move || {
+            pushdown::evaluate_local(&engine, &q, &|l| tokens.contains(series_token(l)), threads)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("aggregation task failed: {e}")))?
+        .map_err(query_status)?;
+        Ok(rpc::partials_to_wire(&partials))
     }
 
     /// Label sets with data in the range; no matchers means every series.

@@ -28,6 +28,10 @@ const KEY_HTTP: &str = "http_addr";
 const KEY_PROGRESS: &str = "progress";
 /// `removed:<node id>` = the highest generation of that node removed for good.
 const KEY_REMOVED_PREFIX: &str = "removed:";
+/// Present once the node's first anti-entropy round (join rebalancing) finished cleanly.
+const KEY_SYNCED: &str = "synced";
+/// Comma-separated ids of the nodes this node holds hints for.
+const KEY_HINTS_FOR: &str = "hints_for";
 
 /// One node as this node currently sees it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -45,6 +49,12 @@ pub struct Member {
     /// Free-form progress of a long operation, such as a decommission.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
+    /// Whether this generation of the node finished its first anti-entropy round without
+    /// errors, so it holds every series of its arcs that is older than the round.
+    pub synced: bool,
+    /// Nodes this node holds hints for (writes they have not received yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hints_for: Vec<String>,
 }
 
 impl Member {
@@ -141,6 +151,24 @@ impl Membership {
             .set(KEY_STATE, state.as_str());
     }
 
+    /// Publishes that this node's first anti-entropy round finished without errors.
+    pub async fn set_synced(&self) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_SYNCED, "true");
+    }
+
+    /// Publishes the nodes this node holds hints for.
+    pub async fn set_hints_for(&self, targets: &[String]) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_HINTS_FOR, targets.join(","));
+    }
+
     /// Publishes progress of a long operation (shown in `/api/v1/cluster/members`).
     pub async fn set_progress(&self, progress: &str) {
         self.chitchat
@@ -201,6 +229,15 @@ impl Membership {
                     .unwrap_or(NodeMode::All),
                 live: live.contains(id),
                 progress: get(KEY_PROGRESS).map(str::to_string),
+                synced: get(KEY_SYNCED) == Some("true"),
+                hints_for: get(KEY_HINTS_FOR)
+                    .map(|v| {
+                        v.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             };
             match by_id.get(&member.node_id) {
                 Some(old) if old.generation >= member.generation => {}

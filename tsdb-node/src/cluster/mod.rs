@@ -9,6 +9,8 @@
 //! - `hints`: durable hints for owners that did not answer; `view` keeps the membership view
 //!   fresh and delivers hints.
 //! - `read`: fan-out reads, merge and deduplicate replicas, completeness warnings.
+//! - `pushdown` (with `answering`): aggregations evaluated on one complete replica per arc
+//!   and merged from partial aggregates, when that is exact.
 //! - `anti_entropy` (with `merkle`, `summaries`, `token_ranges`): replicas compare Merkle
 //!   summaries of the ranges they share and pull what they lack; a joining node pulls its
 //!   new ranges.
@@ -19,6 +21,7 @@
 //! A node without seeds and without a gossip address is not clustered at all: nothing here
 //! runs and the node behaves as a single node.
 
+pub mod answering;
 pub mod anti_entropy;
 mod cleanup;
 pub mod client;
@@ -28,6 +31,7 @@ pub mod handler;
 pub mod hints;
 pub mod membership;
 pub mod merkle;
+pub mod pushdown;
 pub mod read;
 pub mod removal;
 pub mod replication;
@@ -199,6 +203,8 @@ pub struct ClusterSettings {
     /// Time between background anti-entropy rounds; zero turns them off (also the round
     /// after start-up that pulls a joining node's ranges).
     pub anti_entropy_interval: Duration,
+    /// Whether aggregations may be pushed down to the replicas (`cluster.pushdown`).
+    pub pushdown: bool,
 }
 
 impl ClusterSettings {
@@ -278,6 +284,7 @@ impl ClusterSettings {
             state_dir: base_dir.join(&cfg.storage.data_dir).join("cluster"),
             max_hint_bytes: c.max_hint_bytes,
             anti_entropy_interval: c.anti_entropy_interval.0,
+            pushdown: c.pushdown,
         }))
     }
 }
@@ -310,6 +317,7 @@ pub struct Cluster {
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     decommissioning: std::sync::atomic::AtomicBool,
     anti_entropy: anti_entropy::AntiEntropy,
+    pushdown: Arc<pushdown::PushdownMetrics>,
 }
 
 impl Cluster {
@@ -386,6 +394,7 @@ impl Cluster {
             tasks: Default::default(),
             decommissioning: Default::default(),
             anti_entropy: Default::default(),
+            pushdown: Default::default(),
             settings,
         });
 
@@ -421,10 +430,14 @@ impl Cluster {
         });
         let view_task = tokio::spawn(view::run(cluster.clone(), stop_rx.clone()));
         let hint_task = tokio::spawn(view::deliver_hints(cluster.clone(), stop_rx.clone()));
+        let hints_for_task = tokio::spawn(pushdown::publish_hint_targets(
+            cluster.clone(),
+            stop_rx.clone(),
+        ));
         cluster
             .tasks
             .lock()
-            .extend([grpc_task, view_task, hint_task]);
+            .extend([grpc_task, view_task, hint_task, hints_for_task]);
         let interval = cluster.settings.anti_entropy_interval;
         if !interval.is_zero() {
             let task = tokio::spawn(anti_entropy::run(cluster.clone(), interval, stop_rx));

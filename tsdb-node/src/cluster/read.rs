@@ -16,7 +16,9 @@ use tokio::task::JoinSet;
 
 use super::rpc::{self, SelectRequest};
 use super::Cluster;
+use crate::promql::pushdown::{Partials, PushdownQuery};
 use crate::promql::source::{SelectedSeries, SeriesSource, Sourced};
+use crate::promql::QueryError;
 use crate::storage::{Labels, Matcher, Sample, StorageError};
 
 /// What one node answered, or why it did not.
@@ -251,6 +253,10 @@ impl SeriesSource for ClusterSource {
         Ok(self
             .runtime
             .block_on(self.cluster.series(matchers, mint, maxt)))
+    }
+
+    fn aggregate(&self, q: &PushdownQuery) -> Result<Option<Vec<Partials>>, QueryError> {
+        self.runtime.block_on(self.cluster.aggregate(q))
     }
 
     fn label_names(

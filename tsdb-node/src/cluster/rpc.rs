@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use super::token_ranges::TokenRanges;
+use crate::promql::pushdown::{PartialGroup, Partials};
 use crate::storage::{Label, Labels, MatchOp, Matcher, Sample};
 
 /// Fully qualified service name.
@@ -18,6 +19,7 @@ pub const PATH_SERIES: &str = "/strata.cluster.v1.Cluster/Series";
 pub const PATH_TREE: &str = "/strata.cluster.v1.Cluster/Tree";
 pub const PATH_DELETE: &str = "/strata.cluster.v1.Cluster/Delete";
 pub const PATH_TOMBSTONES: &str = "/strata.cluster.v1.Cluster/Tombstones";
+pub const PATH_AGGREGATE: &str = "/strata.cluster.v1.Cluster/Aggregate";
 /// gRPC metadata key carrying the cluster secret.
 pub const SECRET_METADATA: &str = "x-strata-cluster-secret";
 
@@ -202,6 +204,60 @@ pub struct TombstonesResponse {
     pub tombstones: Vec<TombstoneMsg>,
 }
 
+/// Asks a node to evaluate an aggregation over its local series whose tokens lie in
+/// `token_ranges` and answer partial aggregates per group and step (push-down).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AggregateRequest {
+    /// The whole PromQL query: an aggregation of a per-series expression.
+    #[prost(string, tag = "1")]
+    pub query: String,
+    #[prost(int64, tag = "2")]
+    pub start: i64,
+    #[prost(int64, tag = "3")]
+    pub end: i64,
+    /// 0 for an instant query at `start`.
+    #[prost(int64, tag = "4")]
+    pub step: i64,
+    #[prost(int64, tag = "5")]
+    pub lookback_ms: i64,
+    #[prost(message, repeated, tag = "6")]
+    pub token_ranges: Vec<TokenRange>,
+    /// Most samples this node may read for the request.
+    #[prost(uint64, tag = "7")]
+    pub max_samples: u64,
+    /// Time left of the query's budget.
+    #[prost(uint64, tag = "8")]
+    pub timeout_ms: u64,
+}
+
+/// One group's partial aggregates at the steps where it has a value.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GroupPartial {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<LabelPair>,
+    /// Step indices, ascending.
+    #[prost(uint32, repeated, tag = "2")]
+    pub steps: Vec<u32>,
+    /// Per step: the running mean for `avg`, the count for `count`, else the folded value.
+    #[prost(double, repeated, tag = "3")]
+    pub values: Vec<f64>,
+    /// Per step, for `avg` only: series folded.
+    #[prost(double, repeated, tag = "4")]
+    pub counts: Vec<f64>,
+    /// Instant queries: the first series (in label order) that reached the group.
+    #[prost(message, repeated, tag = "5")]
+    pub first_series: Vec<LabelPair>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AggregateResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub groups: Vec<GroupPartial>,
+    /// Samples read.
+    #[prost(uint64, tag = "2")]
+    pub samples: u64,
+}
+
 /// A message from a peer that does not make sense.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed cluster message: {0}")]
@@ -307,6 +363,62 @@ pub fn series_from_wire(s: SeriesSamples) -> Result<(Labels, Vec<Sample>), Malfo
         .map(|(t, v)| Sample::new(t, v))
         .collect();
     Ok((labels_from_wire(s.labels), samples))
+}
+
+/// Counts travel only when one of them is not 1 (only `avg` folds count series).
+pub fn partials_to_wire(p: &Partials) -> AggregateResponse {
+    let with_counts = p.groups.iter().any(|g| g.points.iter().any(|x| x.2 != 1.0));
+    AggregateResponse {
+        groups: p
+            .groups
+            .iter()
+            .map(|g| GroupPartial {
+                labels: labels_to_wire(&g.labels),
+                steps: g.points.iter().map(|x| x.0).collect(),
+                values: g.points.iter().map(|x| x.1).collect(),
+                counts: if with_counts {
+                    g.points.iter().map(|x| x.2).collect()
+                } else {
+                    Vec::new()
+                },
+                first_series: g.first.as_ref().map(labels_to_wire).unwrap_or_default(),
+            })
+            .collect(),
+        samples: p.samples,
+    }
+}
+
+/// Missing counts are 1.
+pub fn partials_from_wire(r: AggregateResponse) -> Result<Partials, MalformedMessage> {
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|g| {
+            if g.steps.len() != g.values.len()
+                || (!g.counts.is_empty() && g.counts.len() != g.steps.len())
+            {
+                return Err(MalformedMessage(
+                    "partial aggregate steps and values differ in length".into(),
+                ));
+            }
+            let points = g
+                .steps
+                .iter()
+                .zip(&g.values)
+                .enumerate()
+                .map(|(i, (&k, &v))| (k, v, g.counts.get(i).copied().unwrap_or(1.0)))
+                .collect();
+            Ok(PartialGroup {
+                labels: labels_from_wire(g.labels),
+                first: (!g.first_series.is_empty()).then(|| labels_from_wire(g.first_series)),
+                points,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Partials {
+        groups,
+        samples: r.samples,
+    })
 }
 
 pub fn ranges_to_wire(r: &TokenRanges) -> Vec<TokenRange> {
@@ -457,6 +569,54 @@ mod tests {
         );
         let d = DeleteResponse { deleted_series: 2 };
         assert_eq!(d.encode_to_vec(), vec![0x08, 0x02]);
+        // Partial aggregates: steps packed uint32 (field 2), values packed double (field 3).
+        let g = GroupPartial {
+            labels: vec![],
+            steps: vec![1],
+            values: vec![0.5],
+            counts: vec![],
+            first_series: vec![],
+        };
+        assert_eq!(
+            g.encode_to_vec(),
+            vec![0x12, 0x01, 0x01, 0x1a, 0x08, 0, 0, 0, 0, 0, 0, 0xe0, 0x3f]
+        );
+        // The request's step (field 4) and token ranges (field 6, a message).
+        let a = AggregateRequest {
+            query: "q".into(),
+            step: 1,
+            token_ranges: vec![TokenRange { first: 1, last: 2 }],
+            ..AggregateRequest::default()
+        };
+        assert_eq!(
+            a.encode_to_vec(),
+            vec![
+                0x0a, 0x01, b'q', 0x20, 0x01, 0x32, 0x12, 0x09, 1, 0, 0, 0, 0, 0, 0, 0, 0x11, 2, 0,
+                0, 0, 0, 0, 0, 0
+            ]
+        );
+    }
+
+    #[test]
+    fn partials_round_trip() {
+        let p = Partials {
+            groups: vec![PartialGroup {
+                labels: Labels::from_metric("m", &[("k", "a")]),
+                first: Some(Labels::from_metric("m", &[("k", "a"), ("z", "1")])),
+                points: vec![(0, 1.5, 2.0), (3, -0.25, 1.0)],
+            }],
+            samples: 42,
+        };
+        assert_eq!(partials_from_wire(partials_to_wire(&p)).unwrap(), p);
+        // Counts that are all 1 are left out and come back as 1.
+        let mut ones = p.clone();
+        ones.groups[0].points[0].2 = 1.0;
+        let wire = partials_to_wire(&ones);
+        assert!(wire.groups[0].counts.is_empty());
+        assert_eq!(partials_from_wire(wire).unwrap(), ones);
+        let mut bad = partials_to_wire(&p);
+        bad.groups[0].counts.pop();
+        assert!(partials_from_wire(bad).is_err());
     }
 
     #[test]

@@ -165,6 +165,9 @@ where
             rpc::PATH_SERIES => Box::pin(unary(req, secret, max, move |r| async move {
                 h.series(r).await
             })),
+            rpc::PATH_AGGREGATE => Box::pin(unary(req, secret, max, move |r| async move {
+                h.aggregate(r).await
+            })),
             rpc::PATH_TREE => Box::pin(unary(
                 req,
                 secret,

@@ -295,6 +295,11 @@ pub struct ClusterConfig {
     /// they lack); `0` turns background rounds off, including the one after start-up that
     /// brings a joining node the data of its ranges.
     pub anti_entropy_interval: HumanDuration,
+    /// Whether aggregations (`sum`, `count`, `min`, `max`, `avg`, `group` of a per-series
+    /// expression) are evaluated on the replicas and merged from partial aggregates when
+    /// that is exact; `false` always reads raw series (a query can also ask with
+    /// `pushdown=false`).
+    pub pushdown: bool,
 }
 
 impl Default for ClusterConfig {
@@ -315,6 +320,7 @@ impl Default for ClusterConfig {
             dead_node_grace: HumanDuration::from_secs(7 * 86_400),
             max_hint_bytes: 1 << 30,
             anti_entropy_interval: HumanDuration::from_secs(600),
+            pushdown: true,
         }
     }
 }

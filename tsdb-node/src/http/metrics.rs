@@ -230,7 +230,12 @@ pub async fn exposition(State(ctx): State<AppState>) -> impl IntoResponse {
         m.render(&mut o);
     }
     if let Some(c) = &ctx.cluster {
-        for (name, kind, help, v) in c.anti_entropy_metrics().families() {
+        let families = c
+            .anti_entropy_metrics()
+            .families()
+            .into_iter()
+            .chain(c.pushdown_metrics().families());
+        for (name, kind, help, v) in families {
             family(&mut o, name, kind, help);
             sample(&mut o, name, "", v);
         }

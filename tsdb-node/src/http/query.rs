@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::params::{get, pairs, time_param};
 use super::{ApiError, AppState};
 use crate::config::parse_duration;
-use crate::promql::{render_data_into, QueryError, QueryResult};
+use crate::promql::{render_data_into, QueryError, QueryOptions, QueryResult};
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
@@ -52,6 +52,21 @@ fn check_complete(p: &[(String, String)], r: &QueryResult) -> Result<(), ApiErro
     Ok(())
 }
 
+/// `pushdown=false` evaluates an aggregation over raw series even where a cluster could
+/// push it down to the replicas.
+fn options(p: &[(String, String)]) -> Result<QueryOptions, ApiError> {
+    let pushdown = match get(p, "pushdown") {
+        None | Some("true") | Some("1") => true,
+        Some("false") | Some("0") => false,
+        Some(other) => {
+            return Err(ApiError::bad_data(format!(
+                "invalid pushdown {other:?}: must be true or false"
+            )))
+        }
+    };
+    Ok(QueryOptions { pushdown })
+}
+
 /// The success envelope around `r`, rendered on the blocking thread that evaluated it: a long
 /// matrix takes a while to format and should not hold up an async worker.
 fn render(r: &QueryResult) -> String {
@@ -80,9 +95,10 @@ async fn instant(
         .ok_or_else(|| ApiError::bad_data("missing parameter \"query\""))?
         .to_string();
     let time = time_param(&p, "time", now_ms())?;
+    let opts = options(&p)?;
     let engine = ctx.queries.clone();
     let body = super::error::blocking(move || {
-        let r = engine.instant(&query, time)?;
+        let r = engine.instant_with(&query, time, &opts)?;
         check_complete(&p, &r)?;
         Ok(render(&r))
     })
@@ -104,9 +120,10 @@ async fn range(
     let start = time_param(&p, "start", 0).and_then(|v| need("start").map(|_| v))?;
     let end = time_param(&p, "end", 0).and_then(|v| need("end").map(|_| v))?;
     let step = step_ms(need("step")?)?;
+    let opts = options(&p)?;
     let engine = ctx.queries.clone();
     let body = super::error::blocking(move || {
-        let r = engine.range(&query, start, end, step)?;
+        let r = engine.range_with(&query, start, end, step, &opts)?;
         check_complete(&p, &r)?;
         Ok(render(&r))
     })

@@ -61,6 +61,32 @@ impl Group {
     }
 }
 
+impl Group {
+    /// The state another node needs to [`merge`] this group's fold of `op` into its own:
+    /// `(value, count)`, where value is the running mean for `avg`, the count for `count`,
+    /// and the folded value for `sum`, `min` and `max` (`group` needs neither); the count
+    /// is 1 except for `avg`.
+    pub(crate) fn partial(&self, op: u16) -> (f64, f64) {
+        match op {
+            T_AVG => (self.mean, self.count),
+            T_COUNT => (self.count, 1.0),
+            _ => (self.value, 1.0),
+        }
+    }
+
+    /// A group holding what [`Group::partial`] gave for `op`.
+    pub(crate) fn from_partial(op: u16, labels: Labels, value: f64, count: f64) -> Group {
+        Group {
+            labels,
+            value,
+            mean: value,
+            count: if op == T_COUNT { value } else { count },
+            values: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+}
+
 /// Whether `op` is one of those [`Group::simple_value`] answers.
 pub(crate) fn is_simple(op: u16) -> bool {
     matches!(

@@ -110,25 +110,10 @@ fn vector_scalar(
     return_bool: bool,
     ts: i64,
 ) -> Result<Vec<Elem>, QueryError> {
-    let comparison = is_comparison(op);
     let mut out = Vec::with_capacity(vec.len());
     for el in vec {
-        let (l, r) = if scalar_on_left {
-            (scalar, el.v)
-        } else {
-            (el.v, scalar)
-        };
-        let (mut value, mut keep) = elem_op(op, l, r)?;
-        // A filtering comparison always yields the vector's value, whichever side it is on.
-        if comparison && scalar_on_left {
-            value = r;
-        }
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-            keep = true;
-        }
-        if keep {
-            let labels = if drops_name(op) || return_bool {
+        if let Some(value) = scalar_elem(op, el.v, scalar, scalar_on_left, return_bool)? {
+            let labels = if scalar_drops_name(op, return_bool) {
                 drop_name(&el.labels)
             } else {
                 el.labels
@@ -142,6 +127,44 @@ fn vector_scalar(
     }
     check_unique(&out)?;
     Ok(out)
+}
+
+/// One element of `vector op scalar` (or `scalar op vector`): its value, or `None` when a
+/// filtering comparison drops it. Shared with aggregation push-down, which applies it to a
+/// series' values without building vectors.
+pub(crate) fn scalar_elem(
+    op: u16,
+    v: f64,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+) -> Result<Option<f64>, QueryError> {
+    let (l, r) = if scalar_on_left {
+        (scalar, v)
+    } else {
+        (v, scalar)
+    };
+    let (mut value, mut keep) = elem_op(op, l, r)?;
+    // A filtering comparison always yields the vector's value, whichever side it is on.
+    if is_comparison(op) && scalar_on_left {
+        value = r;
+    }
+    if return_bool {
+        value = if keep { 1.0 } else { 0.0 };
+        keep = true;
+    }
+    Ok(keep.then_some(value))
+}
+
+/// Whether `vector op scalar` drops the metric name from its elements.
+pub(crate) fn scalar_drops_name(op: u16, return_bool: bool) -> bool {
+    drops_name(op) || return_bool
+}
+
+/// Whether `op` between a vector and a scalar is defined element by element (arithmetic and
+/// comparisons; not the set operators).
+pub(crate) fn is_elementwise(op: u16) -> bool {
+    drops_name(op) || is_comparison(op)
 }
 
 fn sig(l: &Labels, on: bool, names: &[String]) -> Vec<u8> {

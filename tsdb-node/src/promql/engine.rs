@@ -13,6 +13,7 @@ use crate::storage::{Engine, Labels};
 use super::error::QueryError;
 use super::eval::{duration_ms, offset_ms, Evaluator};
 use super::functions::check_unique;
+use super::pushdown::{self, PushdownQuery};
 use super::rollup::{self, Grid, RollupRead, WindowFold};
 use super::selector::{node_key, Store};
 use super::series_eval;
@@ -45,6 +46,20 @@ impl Default for QueryLimits {
             lookback_delta_ms: 5 * 60_000,
             default_subquery_step_ms: 60_000,
         }
+    }
+}
+
+/// Per-query choices a caller may make.
+#[derive(Clone, Debug)]
+pub struct QueryOptions {
+    /// Whether an aggregation may be evaluated where the data lives (a cluster's members),
+    /// when the source can do so exactly; off, raw series are read and aggregated here.
+    pub pushdown: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions { pushdown: true }
     }
 }
 
@@ -92,7 +107,7 @@ impl Plan {
 
 /// Teaches the parser the Prometheus 2.42 functions it no longer knows: `holt_winters`, which
 /// Prometheus 3 renamed `double_exponential_smoothing`.
-fn register_functions() {
+pub(crate) fn register_functions() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use promql_parser::parser::function::{register_extra_functions, Function};
@@ -205,6 +220,16 @@ impl QueryEngine {
 
     /// Evaluates `query` at `time_ms`.
     pub fn instant(&self, query: &str, time_ms: i64) -> Result<QueryResult, QueryError> {
+        self.instant_with(query, time_ms, &QueryOptions::default())
+    }
+
+    /// [`QueryEngine::instant`] with per-query options.
+    pub fn instant_with(
+        &self,
+        query: &str,
+        time_ms: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
         let plan = parse(query)?;
         let deadline = Instant::now() + self.limits.timeout;
         let grid = Grid {
@@ -212,6 +237,9 @@ impl QueryEngine {
             end: time_ms,
             step: 0,
         };
+        if let Some(r) = self.try_pushdown(&plan, query, grid, deadline, opts)? {
+            return Ok(r);
+        }
         let store = self.load(&plan, grid)?;
         let ev = self.evaluator(&store, time_ms, time_ms, deadline);
         let value = match eval_plan(&ev, &plan, time_ms)? {
@@ -240,6 +268,18 @@ impl QueryEngine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        self.range_with(query, start_ms, end_ms, step_ms, &QueryOptions::default())
+    }
+
+    /// [`QueryEngine::range`] with per-query options.
+    pub fn range_with(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
         if step_ms <= 0 {
             return Err(QueryError::InvalidArgument(
@@ -277,6 +317,9 @@ impl QueryEngine {
             end: end_ms,
             step: step_ms,
         };
+        if let Some(r) = self.try_pushdown(&plan, query, grid, deadline, opts)? {
+            return Ok(r);
+        }
         if let (true, true, Plan::Expr(e), Some(engine)) = (
             self.series_eval,
             self.streaming,
@@ -351,6 +394,44 @@ impl QueryEngine {
             value: Value::Matrix(series.into_iter().collect()),
             warnings: store.warnings.clone(),
         })
+    }
+
+    /// Answers an aggregation from partial aggregates computed where the data lives, when
+    /// the source can do that exactly (a cluster; see [`super::pushdown`]). `None`: evaluate
+    /// here as usual.
+    fn try_pushdown(
+        &self,
+        plan: &Plan,
+        query: &str,
+        grid: Grid,
+        deadline: Instant,
+        opts: &QueryOptions,
+    ) -> Result<Option<QueryResult>, QueryError> {
+        let Plan::Expr(expr) = plan else {
+            return Ok(None);
+        };
+        if !opts.pushdown || self.source.local_engine().is_some() {
+            return Ok(None);
+        }
+        let Some(shape) = pushdown::shape(expr) else {
+            return Ok(None);
+        };
+        let q = PushdownQuery {
+            query: query.to_string(),
+            start: grid.start,
+            end: grid.end,
+            step: grid.step,
+            lookback_ms: self.limits.lookback_delta_ms,
+            max_samples: self.limits.max_samples,
+            deadline,
+        };
+        let Some(parts) = self.source.aggregate(&q)? else {
+            return Ok(None);
+        };
+        Ok(Some(QueryResult {
+            value: pushdown::finish(&shape, &q, parts)?,
+            warnings: Vec::new(),
+        }))
     }
 
     fn check_samples(&self, n: usize) -> Result<(), QueryError> {

@@ -28,6 +28,7 @@ mod error;
 mod eval;
 pub(crate) mod functions;
 mod json;
+pub mod pushdown;
 mod rollup;
 pub(crate) mod selector;
 mod series_eval;
@@ -35,7 +36,7 @@ pub mod source;
 mod streaming;
 mod value;
 
-pub use engine::{QueryEngine, QueryLimits, MAX_STEPS};
+pub use engine::{QueryEngine, QueryLimits, QueryOptions, MAX_STEPS};
 pub use error::QueryError;
 pub use json::{format_sample_value, format_timestamp, render_data, render_data_into};
 pub use source::{SeriesSource, Sourced};

@@ -2,6 +2,8 @@
 //! replicas (`cluster::ClusterSource`). The PromQL engine and the metadata endpoints see
 //! only this trait, so both sources are interchangeable.
 
+use super::pushdown::{Partials, PushdownQuery};
+use super::QueryError;
 use crate::storage::{Engine, Labels, Matcher, Sample, StorageError};
 
 /// Series with their samples in time order, one entry per label set.
@@ -66,6 +68,13 @@ pub trait SeriesSource: Send + Sync {
     /// combine their buckets exactly.
     fn local_engine(&self) -> Option<&Engine> {
         None
+    }
+
+    /// Partial aggregates of a query [`super::pushdown`] accepts, evaluated where the data
+    /// lives, one entry per answering node in a fixed order. `Ok(None)` when this source
+    /// cannot answer it exactly that way; the caller then reads raw series.
+    fn aggregate(&self, _q: &PushdownQuery) -> Result<Option<Vec<Partials>>, QueryError> {
+        Ok(None)
     }
 }
 

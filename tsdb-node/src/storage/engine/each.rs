@@ -45,6 +45,12 @@ impl Selection<'_> {
         self.snap.series.iter().map(|s| &s.labels)
     }
 
+    /// Keeps only the series `keep` accepts, before any of them is read (a cluster member
+    /// evaluating the series of the ring arcs it answers for).
+    pub fn retain(&mut self, keep: impl Fn(&Labels) -> bool) {
+        self.snap.series.retain(|s| keep(&s.labels));
+    }
+
     pub fn len(&self) -> usize {
         self.snap.series.len()
     }
