@@ -15,7 +15,7 @@ user=e2e
 password=e2e-password
 created=0
 
-for tool in docker kind kubectl helm cargo; do
+for tool in docker kind kubectl helm cargo curl; do
   command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done
 
@@ -45,7 +45,9 @@ docker build -f tsdb-node/Dockerfile -t strata-node:e2e .
 # A second tag of the same build stands for a new release in the rollout scenario.
 docker tag strata-node:e2e strata-node:e2e-v2
 docker build -f operator/Dockerfile -t strata-operator:e2e .
-kind load docker-image --name "$cluster" strata-node:e2e strata-node:e2e-v2 strata-operator:e2e
+docker build -f node-agent/Dockerfile -t strata-agent:e2e .
+kind load docker-image --name "$cluster" strata-node:e2e strata-node:e2e-v2 strata-operator:e2e \
+  strata-agent:e2e
 
 echo "== namespace and users Secret"
 kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
@@ -60,11 +62,34 @@ helm upgrade --install strata charts/strata --namespace "$namespace" --wait --ti
   --set operator.image.tag=e2e \
   --set operator.image.pullPolicy=Never \
   --set sampleCluster.enabled=true \
-  --set-json 'sampleCluster.spec={"replicas":1,"replicationFactor":1,"image":"strata-node:e2e","imagePullPolicy":"Never","usersSecret":{"name":"strata-users","key":"users.yaml"},"storage":{"wal":{"size":"256Mi"},"data":{"size":"1Gi"}}}'
+  --set-json 'sampleCluster.spec={"replicas":1,"replicationFactor":1,"image":"strata-node:e2e","imagePullPolicy":"Never","usersSecret":{"name":"strata-users","key":"users.yaml"},"storage":{"wal":{"size":"256Mi"},"data":{"size":"1Gi"}},"nodeAgent":{"enabled":true,"image":"strata-agent:e2e","interval":"5s"}}'
 kubectl -n "$namespace" wait tsc/strata --for=jsonpath='{.status.phase}'=Running --timeout=300s
 
 echo "== helm test"
 helm test strata --namespace "$namespace" --timeout 5m --logs
+
+echo "== node agent"
+# The sample cluster enables the agent: its DaemonSet must roll out and its series, labelled
+# from the pods on the node, must reach the cluster by remote write.
+kubectl -n "$namespace" rollout status daemonset/strata-agent --timeout=180s
+kubectl -n "$namespace" port-forward svc/strata 18181:8181 >/dev/null &
+forward=$!
+agent_ok=0
+for _ in $(seq 60); do
+  if curl -sf -G http://127.0.0.1:18181/api/v1/query \
+    --data-urlencode "query=count(container_cpu_usage_seconds_total{namespace=\"$namespace\",pod=\"strata-0\"})" |
+    grep -q '"result":\[{'; then
+    agent_ok=1
+    break
+  fi
+  sleep 2
+done
+kill "$forward" || true
+if [[ $agent_ok -ne 1 ]]; then
+  echo "no labelled container metrics from strata-agent" >&2
+  kubectl -n "$namespace" logs daemonset/strata-agent --tail=100 >&2 || true
+  exit 1
+fi
 
 echo "== Rust scenarios"
 cargo build -p tsdb-node --bin stratactl

@@ -92,9 +92,11 @@ pub fn agent_daemonset(tsc: &TimeSeriesCluster) -> Option<DaemonSet> {
         }),
         resources: agent.resources.clone(),
         volume_mounts: Some(vec![cg_mount, proc_mount]),
-        // Loading eBPF programs needs root with CAP_BPF and CAP_PERFMON (CAP_SYS_RESOURCE for
-        // the memlock limit on kernels before 5.11); everything else is dropped and the root
-        // filesystem is read-only. Where eBPF is refused the agent falls back to cgroup files.
+        // Loading eBPF programs needs root with CAP_BPF and CAP_PERFMON (tp_btf), CAP_NET_ADMIN
+        // for the cgroup_skb programs that count network traffic, and CAP_SYS_RESOURCE for the
+        // memlock limit on kernels before 5.11; everything else is dropped and the root
+        // filesystem is read-only. Where eBPF is refused the agent falls back to /proc and
+        // cgroup files.
         security_context: Some(SecurityContext {
             run_as_user: Some(0),
             run_as_non_root: Some(false),
@@ -102,7 +104,12 @@ pub fn agent_daemonset(tsc: &TimeSeriesCluster) -> Option<DaemonSet> {
             read_only_root_filesystem: Some(true),
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".into()]),
-                add: Some(vec!["BPF".into(), "PERFMON".into(), "SYS_RESOURCE".into()]),
+                add: Some(vec![
+                    "BPF".into(),
+                    "PERFMON".into(),
+                    "NET_ADMIN".into(),
+                    "SYS_RESOURCE".into(),
+                ]),
             }),
             seccomp_profile: Some(SeccompProfile {
                 type_: "Unconfined".into(),
