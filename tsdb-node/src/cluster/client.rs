@@ -14,8 +14,8 @@ use tonic::{Request, Status};
 
 use super::rpc::{
     self, AggregateRequest, AggregateResponse, DeleteRequest, DeleteResponse, SelectRequest,
-    SelectResponse, SeriesResponse, TombstonesRequest, TombstonesResponse, TreeRequest, TreeResponse,
-    WriteRequest, WriteResponse,
+    SelectResponse, SeriesResponse, TombstonesRequest, TombstonesResponse, TreeRequest,
+    TreeResponse, WriteRequest, WriteResponse,
 };
 
 /// Channels to peers, shared by every request. Cheap to clone.
