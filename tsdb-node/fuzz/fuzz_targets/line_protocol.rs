@@ -1,15 +1,20 @@
-//! Feeds arbitrary text to the line protocol parser in every precision. It must never panic,
-//! and every line is either mapped to samples or reported as an error with a valid number.
+//! Feeds arbitrary text to the line protocol parsers in every precision. They must never
+//! panic, every line is either mapped to samples or reported as an error with a valid number,
+//! and the grouped parse HTTP serves (`parse_series`) agrees with the line-by-line one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsdb_node::ingest::line_protocol::{parse, LineOptions, Precision};
+use tsdb_node::ingest::line_protocol::{parse, parse_series, LineOptions, Precision};
 
 fuzz_target!(|data: &[u8]| {
     let body = String::from_utf8_lossy(data);
     let lines = body.split('\n').count();
     for precision in [Precision::Nanoseconds, Precision::Milliseconds, Precision::Hours] {
-        let out = parse(&body, &LineOptions::new(precision, 1_700_000_000_000));
+        let opts = LineOptions::new(precision, 1_700_000_000_000);
+        let out = parse(&body, &opts);
+        let grouped = parse_series(&body, &opts);
+        assert_eq!(grouped.errors, out.errors);
+        assert_eq!(grouped.samples, out.samples.len());
         for e in &out.errors {
             assert!(e.line >= 1 && e.line <= lines);
         }
