@@ -5,6 +5,7 @@
 #     Kubernetes version, failing on any error or warning;
 #   - the chart's sample cluster and every example resource validated against the generated
 #     CRD schema (unknown fields are errors);
+#   - the kind tests' own manifests (the MQTT broker) through kubernetes-validate too;
 #   - the ServiceMonitor kind has no schema here: it is checked for its group and required
 #     fields only.
 # Needs helm (HELM=path to override), kubernetes-validate and python3 with PyYAML and
@@ -72,4 +73,10 @@ for m in monitors:
     assert m["spec"]["selector"]["matchLabels"] and m["spec"]["endpoints"], m
 print("ok    ServiceMonitors")
 PY
+echo "== kind test manifests (kubernetes-validate --strict, Kubernetes $k8s_version)"
+kubernetes-validate --strict -k "$k8s_version" kind-tests/mosquitto.yaml | tee "$work/kind.log"
+if grep -Ev '^INFO ' "$work/kind.log" | grep -q .; then
+  echo "kubernetes-validate reported warnings or errors for kind-tests/mosquitto.yaml" >&2
+  exit 1
+fi
 echo "chart checks passed"

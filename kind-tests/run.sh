@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests on a kind cluster: creates the cluster, builds and loads the images,
-# installs the chart with a one-node sample cluster, runs `helm test`, runs the Rust
+# deploys mosquitto (kind-tests/mosquitto.yaml) as the clusters' MQTT broker, installs the
+# chart with a one-node sample cluster, runs `helm test`, runs the Rust
 # scenarios (tests/kind.rs) against it, then uninstalls and checks that nothing is left.
 #
 # Needs docker, kind, kubectl, helm and cargo. Environment:
@@ -56,13 +57,18 @@ users=$(printf -- '- username: %s\n  password_hash: "%s"\n  roles: [read, write,
 kubectl -n "$namespace" create secret generic strata-users \
   --from-literal=users.yaml="$users" --dry-run=client -o yaml | kubectl apply -f -
 
+echo "== MQTT broker"
+# The clusters subscribe to it (spec.mqtt); the scenarios publish to it.
+kubectl -n "$namespace" apply -f kind-tests/mosquitto.yaml
+kubectl -n "$namespace" rollout status deployment/mosquitto --timeout=180s
+
 echo "== helm install"
 helm upgrade --install strata charts/strata --namespace "$namespace" --wait --timeout 5m \
   --set operator.image.repository=strata-operator \
   --set operator.image.tag=e2e \
   --set operator.image.pullPolicy=Never \
   --set sampleCluster.enabled=true \
-  --set-json 'sampleCluster.spec={"replicas":1,"replicationFactor":1,"image":"strata-node:e2e","imagePullPolicy":"Never","usersSecret":{"name":"strata-users","key":"users.yaml"},"storage":{"wal":{"size":"256Mi"},"data":{"size":"1Gi"}},"nodeAgent":{"enabled":true,"image":"strata-agent:e2e","interval":"5s"}}'
+  --set-json 'sampleCluster.spec={"replicas":1,"replicationFactor":1,"image":"strata-node:e2e","imagePullPolicy":"Never","usersSecret":{"name":"strata-users","key":"users.yaml"},"storage":{"wal":{"size":"256Mi"},"data":{"size":"1Gi"}},"nodeAgent":{"enabled":true,"image":"strata-agent:e2e","interval":"5s"},"mqtt":{"broker":"tcp://mosquitto:1883"}}'
 kubectl -n "$namespace" wait tsc/strata --for=jsonpath='{.status.phase}'=Running --timeout=300s
 
 echo "== helm test"
@@ -95,7 +101,7 @@ echo "== Rust scenarios"
 cargo build -p tsdb-node --bin stratactl
 STRATA_E2E_KIND=1 STRATA_E2E_NAMESPACE="$namespace" STRATA_E2E_USER="$user" \
   STRATA_E2E_PASSWORD="$password" STRATA_E2E_IMAGE=strata-node:e2e \
-  STRATA_E2E_NEW_IMAGE=strata-node:e2e-v2 \
+  STRATA_E2E_NEW_IMAGE=strata-node:e2e-v2 STRATA_E2E_MQTT_SERVICE=mosquitto \
   cargo test -p kind-tests --test kind -- --nocapture
 
 echo "== uninstall"

@@ -96,6 +96,34 @@ pub fn generate(
     Ok(())
 }
 
+/// Publishes `messages` readings (QoS 1, each acknowledged by the broker) to the MQTT broker
+/// at `broker` with `stratactl simulate mqtt`: 3 devices named `<device_prefix><n>`, 2
+/// metrics, timestamps of now (distinct per series).
+pub fn simulate_mqtt(
+    stratactl: &Path,
+    broker: &str,
+    device_prefix: &str,
+    messages: u64,
+    seed: u64,
+) -> Result<()> {
+    let out = Command::new(stratactl)
+        .args(["simulate", "mqtt", "--broker", broker])
+        .args(["--devices", "3", "--metrics", "2", "--qos", "1", "--quiet"])
+        .args(["--count", &messages.to_string(), "--rate", "200"])
+        .args(["--device-prefix", device_prefix])
+        .args(["--client-id", &format!("{device_prefix}publisher")])
+        .args(["--seed", &seed.to_string()])
+        .output()
+        .with_context(|| format!("running {}", stratactl.display()))?;
+    if !out.status.success() {
+        bail!(
+            "stratactl simulate mqtt failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))

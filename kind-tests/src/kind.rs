@@ -13,6 +13,8 @@ use crate::{Endpoints, Target};
 const LOCAL_HTTP: u16 = 18181;
 const LOCAL_TCP: u16 = 15433;
 const LOCAL_BINARY: u16 = 19876;
+/// Local port of the port-forward to the MQTT broker's Service.
+const LOCAL_MQTT: u16 = 11883;
 
 /// A `TimeSeriesCluster` on the cluster `kubectl` points at.
 pub struct KindTarget {
@@ -20,6 +22,9 @@ pub struct KindTarget {
     name: String,
     credentials: (String, String),
     forward: Option<Child>,
+    /// Service (port 1883) of the broker the cluster subscribes to, and its port-forward.
+    mqtt_service: Option<String>,
+    mqtt_forward: Option<Child>,
     timeout: Duration,
 }
 
@@ -46,8 +51,43 @@ impl KindTarget {
             name: name.into(),
             credentials,
             forward: None,
+            mqtt_service: None,
+            mqtt_forward: None,
             timeout: Duration::from_secs(600),
         }
+    }
+
+    /// Publishers reach the MQTT broker the cluster subscribes to through `service`
+    /// (port 1883, in the same namespace).
+    pub fn with_mqtt_broker(mut self, service: &str) -> KindTarget {
+        self.mqtt_service = Some(service.into());
+        self
+    }
+
+    /// A port-forward to the broker's Service, started once and restarted if it died.
+    fn mqtt_endpoint(&mut self) -> Result<Option<String>> {
+        let Some(service) = self.mqtt_service.clone() else {
+            return Ok(None);
+        };
+        let alive = match self.mqtt_forward.as_mut() {
+            Some(c) => c.try_wait()?.is_none(),
+            None => false,
+        };
+        if !alive {
+            let child = Command::new("kubectl")
+                .args(["-n", &self.namespace, "port-forward"])
+                .arg(format!("svc/{service}"))
+                .arg(format!("{LOCAL_MQTT}:1883"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("kubectl port-forward to the MQTT broker")?;
+            self.mqtt_forward = Some(child);
+            wait_until("the MQTT port-forward", Duration::from_secs(30), || {
+                Ok(std::net::TcpStream::connect(("127.0.0.1", LOCAL_MQTT)).is_ok())
+            })?;
+        }
+        Ok(Some(format!("tcp://127.0.0.1:{LOCAL_MQTT}")))
     }
 
     /// Creates (or updates) the resource with `spec` (YAML, indented by two spaces).
@@ -127,6 +167,14 @@ impl KindTarget {
     }
 
     fn stop_forward(&mut self) {
+        self.stop_http_forward();
+        if let Some(mut c) = self.mqtt_forward.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn stop_http_forward(&mut self) {
         if let Some(mut c) = self.forward.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -144,7 +192,7 @@ impl Target for KindTarget {
     fn endpoints(&mut self) -> Result<Endpoints> {
         // kubectl port-forward pins one pod of the Service; a fresh forward per call spreads
         // the scenarios over the nodes and survives the pod it used being killed.
-        self.stop_forward();
+        self.stop_http_forward();
         let child = Command::new("kubectl")
             .args([
                 "-n",
@@ -164,6 +212,7 @@ impl Target for KindTarget {
             http: format!("http://127.0.0.1:{LOCAL_HTTP}"),
             tcp_json: format!("127.0.0.1:{LOCAL_TCP}"),
             binary: format!("127.0.0.1:{LOCAL_BINARY}"),
+            mqtt: self.mqtt_endpoint()?,
         };
         let health = format!("{}/health", ep.http);
         wait_until("the port-forward", Duration::from_secs(30), || {

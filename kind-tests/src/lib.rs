@@ -2,6 +2,7 @@
 //! through `kubectl` ([`kind::KindTarget`]) or the local cluster twin ([`twin::Twin`]), which
 //! starts node processes from the exact pod template the operator renders.
 
+pub mod broker;
 pub mod client;
 pub mod kind;
 pub mod scenarios;
@@ -16,6 +17,9 @@ pub struct Endpoints {
     pub tcp_json: String,
     /// `host:port` of the binary listener.
     pub binary: String,
+    /// `tcp://host:port` of the MQTT broker the nodes subscribe to, as a publisher outside
+    /// the cluster reaches it; `None` when the cluster has no MQTT ingest.
+    pub mqtt: Option<String>,
 }
 
 /// A running Strata cluster the scenarios can drive.

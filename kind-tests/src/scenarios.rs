@@ -2,10 +2,11 @@
 //! checks that reading back finds exactly what was acknowledged: nothing lost, nothing twice.
 
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{anyhow, ensure, Result};
 
-use crate::client::{count_samples, generate, Batch, PROTOCOLS};
+use crate::client::{count_samples, generate, simulate_mqtt, wait_until, Batch, PROTOCOLS};
 use crate::Target;
 
 /// PromQL window covering every batch the scenarios write (all within the node's default
@@ -54,6 +55,35 @@ impl<'a> Ledger<'a> {
         Ok(())
     }
 
+    /// Publishes one batch to the MQTT broker the cluster subscribes to. The broker's
+    /// acknowledgement is not the node's, so this waits until the cluster has stored every
+    /// message, then checks the count stays exact (each message stored once, by one node of
+    /// the shared subscription).
+    pub fn write_mqtt(&mut self, target: &mut dyn Target) -> Result<()> {
+        const MESSAGES: u64 = 60;
+        let ep = target.endpoints()?;
+        let broker = ep.mqtt.clone().ok_or_else(|| {
+            anyhow!("the cluster subscribes to no MQTT broker: the scenarios need spec.mqtt")
+        })?;
+        let seed = self.next_seed;
+        simulate_mqtt(
+            self.stratactl,
+            &broker,
+            &format!("e2e-mqtt-{seed}-"),
+            MESSAGES,
+            seed,
+        )?;
+        self.written += MESSAGES;
+        self.next_seed += 1;
+        let expected = self.written;
+        wait_until(
+            "the MQTT messages to be stored",
+            Duration::from_secs(60),
+            || Ok(count_samples(&target.endpoints()?, WINDOW)? >= expected),
+        )?;
+        self.check(target, "after MQTT ingest")
+    }
+
     /// Reads the count through the Service (each read may hit another node) and compares.
     pub fn check(&self, target: &mut dyn Target, when: &str) -> Result<()> {
         for _ in 0..2 {
@@ -70,12 +100,14 @@ impl<'a> Ledger<'a> {
     }
 }
 
-/// Ingest over every protocol through the Service, then read everything back.
+/// Ingest over every protocol through the Service, and over MQTT through the broker the
+/// cluster subscribes to, then read everything back.
 pub fn ingest_every_protocol(target: &mut dyn Target, ledger: &mut Ledger) -> Result<()> {
     for p in PROTOCOLS {
         ledger.write(target, p)?;
     }
-    ledger.check(target, "after ingest over every protocol")
+    ledger.check(target, "after ingest over every protocol")?;
+    ledger.write_mqtt(target)
 }
 
 /// Kill a pod without warning; once it is back every acknowledged sample is still there.
@@ -102,7 +134,10 @@ pub fn scale_up_and_down(target: &mut dyn Target, ledger: &mut Ledger) -> Result
     target.scale(3)?;
     ledger.check(target, "after scaling back to 3")?;
     ledger.write(target, "binary")?;
-    ledger.check(target, "writing after scaling back to 3")
+    ledger.check(target, "writing after scaling back to 3")?;
+    // The nodes that left also left the broker's shared subscription: what remains must
+    // still take every message, once.
+    ledger.write_mqtt(target)
 }
 
 /// Delete the cluster: every node drains and exits inside its grace period, nothing is left.

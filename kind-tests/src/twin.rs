@@ -26,9 +26,10 @@ use strata_operator::controller::node_api::{HttpNodeApi, NodeApi};
 use strata_operator::controller::observed::Observed;
 use strata_operator::controller::rollout::{self, RolloutStep, REVISION_LABEL};
 use strata_operator::controller::scale::{self, ScaleStep};
-use strata_operator::crd::TimeSeriesCluster;
+use strata_operator::crd::{MqttSpec, TimeSeriesCluster};
 use strata_operator::resources::{configmap, statefulset, Names, ReplicaPlan};
 
+use crate::broker::Mosquitto;
 use crate::client::wait_until;
 use crate::{Endpoints, Target};
 
@@ -61,6 +62,8 @@ pub struct Twin {
     next_service_pod: usize,
     runtime: tokio::runtime::Runtime,
     nodes: HttpNodeApi,
+    /// The MQTT broker the spec names, when the twin runs one.
+    broker: Option<Mosquitto>,
 }
 
 fn revision_of(template: &PodTemplateSpec) -> String {
@@ -113,6 +116,7 @@ impl Twin {
                 .enable_all()
                 .build()?,
             nodes: HttpNodeApi::new(),
+            broker: None,
         })
     }
 
@@ -371,6 +375,21 @@ impl Twin {
         }
     }
 
+    /// Starts a mosquitto broker on a loopback address of this twin and points the spec's
+    /// MQTT ingest at it, as a cluster subscribed to an in-cluster broker. Call before
+    /// [`Twin::start`].
+    pub fn start_mqtt_broker(&mut self) -> Result<()> {
+        let broker = Mosquitto::start(Ipv4Addr::new(127, self.net, self.subnet, 250))?;
+        self.tsc.spec.mqtt = Some(MqttSpec {
+            broker: broker.url(),
+            topics: Vec::new(),
+            username: None,
+            password_secret: None,
+        });
+        self.broker = Some(broker);
+        Ok(())
+    }
+
     /// Starts the StatefulSet at the spec's replica count and waits until every pod is ready.
     pub fn start(&mut self) -> Result<()> {
         self.replicas = self.tsc.spec.replicas;
@@ -478,6 +497,7 @@ impl Target for Twin {
                     http: format!("http://{ip}:{}", p.http),
                     tcp_json: format!("{ip}:{}", p.tcp),
                     binary: format!("{ip}:{}", p.binary),
+                    mqtt: self.tsc.spec.mqtt.as_ref().map(|m| m.broker.clone()),
                 });
             }
         }

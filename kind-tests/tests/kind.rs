@@ -27,12 +27,15 @@ fn scenarios_on_kubernetes() {
     let image = env("STRATA_E2E_IMAGE", "strata-node:e2e");
     let new_image = env("STRATA_E2E_NEW_IMAGE", "strata-node:e2e-v2");
     let stratactl = workspace_binary("stratactl", "STRATACTL_BIN").unwrap();
+    // run.sh deploys mosquitto as the Service `mosquitto` in the namespace.
+    let broker_service = env("STRATA_E2E_MQTT_SERVICE", "mosquitto");
     let common = format!(
-        "  image: {image}\n  imagePullPolicy: Never\n  usersSecret: {{name: strata-users, key: users.yaml}}\n  storage: {{wal: {{size: 256Mi}}, data: {{size: 1Gi}}}}\n"
+        "  image: {image}\n  imagePullPolicy: Never\n  usersSecret: {{name: strata-users, key: users.yaml}}\n  storage: {{wal: {{size: 256Mi}}, data: {{size: 1Gi}}}}\n  mqtt: {{broker: \"tcp://{broker_service}:1883\"}}\n"
     );
 
     // The sample cluster the script applied: one node.
-    let mut single = KindTarget::new(&ns, &env("STRATA_E2E_CLUSTER", "strata"), creds.clone());
+    let mut single = KindTarget::new(&ns, &env("STRATA_E2E_CLUSTER", "strata"), creds.clone())
+        .with_mqtt_broker(&broker_service);
     single.wait_steady(1).unwrap();
     let mut ledger = Ledger::new(&stratactl);
     scenarios::ingest_every_protocol(&mut single, &mut ledger).unwrap();
@@ -45,7 +48,7 @@ fn scenarios_on_kubernetes() {
         eprintln!("*** SKIPPED the multi-node scenarios: the nodes serve no cluster API ***");
         return;
     }
-    let mut ha = KindTarget::new(&ns, "strata-ha", creds);
+    let mut ha = KindTarget::new(&ns, "strata-ha", creds).with_mqtt_broker(&broker_service);
     ha.apply(&format!("  replicas: 3\n  replicationFactor: 3\n{common}"))
         .unwrap();
     ha.wait_steady(3).unwrap();

@@ -2,7 +2,9 @@
 //! processes started from the pod template the operator renders.
 //!
 //! One single-node scenario and one 3-node scenario at RF 3 (kill a pod, rollout,
-//! 3 → 5 → 3, uninstall), both through the same code the kind tests run.
+//! 3 → 5 → 3, uninstall), both through the same code the kind tests run. Each twin
+//! subscribes to a real mosquitto broker (`apt-get install mosquitto`), as a cluster to an
+//! in-cluster broker, so the scenarios ingest over MQTT too.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +85,7 @@ fn single_node_ingest_kill_and_rollout() {
         &bins,
     );
     run(&mut t, |t| {
+        t.start_mqtt_broker()?;
         t.start()?;
         let mut ledger = Ledger::new(&bins.stratactl);
         scenarios::ingest_every_protocol(t, &mut ledger)?;
@@ -104,6 +107,7 @@ fn three_nodes_kill_rollout_and_scale_3_5_3() {
         &bins,
     );
     run(&mut t, |t| {
+        t.start_mqtt_broker()?;
         t.start()?;
         anyhow::ensure!(
             t.clustered()?,

@@ -241,6 +241,7 @@ impl Node {
                 ctx.sink.clone(),
                 m.clone(),
                 stop_rx.clone(),
+                cluster.as_ref().map(|c| c.leaving()),
             )
             .context("starting MQTT ingest")?,
             None => None,

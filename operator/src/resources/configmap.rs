@@ -71,6 +71,16 @@ pub fn config_yaml(tsc: &TimeSeriesCluster) -> Result<String, serde_yaml::Error>
         if let Some(u) = &mqtt.username {
             m.insert("username".into(), Value::String(u.clone()));
         }
+        // One shared subscription per cluster: the broker hands each message to one node,
+        // whatever the replica count (set even for one replica, so scaling does not change
+        // the config and roll every pod).
+        m.insert(
+            "shared_group".into(),
+            Value::String(format!(
+                "strata-{}",
+                tsc.metadata.name.as_deref().unwrap_or("cluster")
+            )),
+        );
         // The password never enters the ConfigMap: it reaches the node as
         // STRATA_MQTT__PASSWORD from the Secret.
         doc.insert("mqtt".into(), Value::Object(m));
@@ -151,6 +161,7 @@ mqtt: {broker: "tcp://mosquitto:1883", topics: ["iot/sensors/+"], username: inge
             .expect("the node accepts every section");
         assert_eq!(cfg.http_addr(), "0.0.0.0:8080");
         assert_eq!(cfg.mqtt.topics, vec!["iot/sensors/+".to_string()]);
+        assert_eq!(cfg.mqtt.shared_group.as_deref(), Some("strata-tsc"));
         assert_eq!(
             cfg.retention.raw.0,
             std::time::Duration::from_secs(30 * 86_400)

@@ -124,6 +124,11 @@ fn build_config(args: &Args) -> anyhow::Result<Config> {
             .get_or_insert_with(|| DEV_MQTT_ADDR.to_string())
             .clone();
         cfg.mqtt.broker = Some(format!("tcp://{listen}"));
+        // The embedded broker (rumqttd) speaks 3.1.1 only: trying 5 first would greet every
+        // new user with the broker's refusal in the log before the fallback.
+        if cfg.mqtt.protocol == tsdb_node::ingest::mqtt::MqttProtocol::Auto {
+            cfg.mqtt.protocol = tsdb_node::ingest::mqtt::MqttProtocol::V311;
+        }
     }
     if let Some(d) = &args.data_dir {
         cfg.storage.data_dir = d.clone();

@@ -28,6 +28,9 @@ impl Cluster {
         if self.decommissioning.swap(true, Ordering::SeqCst) {
             return false;
         }
+        // Ingest that pulls from outside (MQTT) stops taking new work here; what it already
+        // took is stored through the cluster before the streaming passes below.
+        self.leaving.send_replace(true);
         let cluster = self.clone();
         tokio::spawn(async move {
             match cluster.run_decommission().await {
@@ -45,6 +48,11 @@ impl Cluster {
             }
         });
         true
+    }
+
+    /// Turns true once this node starts decommissioning.
+    pub fn leaving(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leaving.subscribe()
     }
 
     async fn run_decommission(&self) -> Result<String, String> {

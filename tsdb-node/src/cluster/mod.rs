@@ -316,6 +316,9 @@ pub struct Cluster {
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     decommissioning: std::sync::atomic::AtomicBool,
+    /// Turns true when decommissioning starts; MQTT ingest then leaves the broker's shared
+    /// subscription.
+    leaving: watch::Sender<bool>,
     anti_entropy: anti_entropy::AntiEntropy,
     pushdown: Arc<pushdown::PushdownMetrics>,
 }
@@ -393,6 +396,7 @@ impl Cluster {
             stop,
             tasks: Default::default(),
             decommissioning: Default::default(),
+            leaving: watch::channel(false).0,
             anti_entropy: Default::default(),
             pushdown: Default::default(),
             settings,

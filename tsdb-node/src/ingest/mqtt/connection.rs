@@ -34,6 +34,19 @@ pub(super) const INBOUND_MAX: usize = 256;
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the DISCONNECT to be written.
 const DISCONNECT_LIMIT: Duration = Duration::from_secs(1);
+/// How long leaving waits for the broker's UNSUBACKs before it disconnects anyway.
+const LEAVE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Resolves once `leave` turns true; never when there is no leave signal (a node outside a
+/// cluster) or its sender is gone.
+async fn leave_signalled(leave: &mut Option<watch::Receiver<bool>>) {
+    if let Some(rx) = leave {
+        if rx.wait_for(|l| *l).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
 
 pub(super) struct Connection {
     pub link: Link,
@@ -51,13 +64,21 @@ pub(super) struct Connection {
 impl Connection {
     /// Runs until `stop` turns true; then closes `tx`, keeps the connection up until the
     /// dispatcher has sent its last acks (`dispatcher_done`), and disconnects.
+    ///
+    /// When `leave` turns true (the node is being decommissioned) it first unsubscribes and
+    /// keeps forwarding until the broker confirmed: a persistent session that stays
+    /// subscribed to a shared subscription keeps being handed its share of the messages
+    /// after the node is gone, where nobody stores them.
     pub async fn run(
         mut self,
         tx: mpsc::Sender<Inbound>,
         mut stop: watch::Receiver<bool>,
+        mut leave: Option<watch::Receiver<bool>>,
         dispatcher_done: oneshot::Receiver<()>,
     ) {
         let mut delay = self.reconnect_min;
+        // While leaving: UNSUBACKs still expected, and when to give up waiting for them.
+        let mut leaving: Option<(usize, tokio::time::Instant)> = None;
         // An event polled while gathering messages, handled before polling again.
         let mut next: Option<Result<LinkEvent, LinkError>> = None;
         loop {
@@ -66,6 +87,23 @@ impl Connection {
                 None => tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => break,
+                    _ = leave_signalled(&mut leave), if leaving.is_none() => {
+                        tracing::info!(broker = %self.url,
+                            "node leaving the cluster: unsubscribing from the MQTT broker");
+                        self.link.unsubscribe(&self.subscriptions);
+                        leaving = Some((
+                            self.subscriptions.len(),
+                            tokio::time::Instant::now() + LEAVE_LIMIT,
+                        ));
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(
+                        leaving.map_or_else(tokio::time::Instant::now, |(_, d)| d)
+                    ), if leaving.is_some() => {
+                        tracing::warn!(broker = %self.url,
+                            "the broker did not confirm the unsubscription in time; disconnecting");
+                        break;
+                    }
                     e = self.link.poll() => e,
                 },
             };
@@ -113,7 +151,24 @@ impl Connection {
                     delay = self.reconnect_min;
                     tracing::info!(broker = %self.url, protocol = %version, session_present,
                         "connected to the MQTT broker");
-                    self.link.subscribe(&self.subscriptions);
+                    match &mut leaving {
+                        // The UNSUBSCRIBE may have been lost with the connection.
+                        Some((pending, _)) => {
+                            self.link.unsubscribe(&self.subscriptions);
+                            *pending = self.subscriptions.len();
+                        }
+                        None => self.link.subscribe(&self.subscriptions),
+                    }
+                }
+                Ok(LinkEvent::Unsubscribed) => {
+                    if let Some((pending, _)) = &mut leaving {
+                        *pending = pending.saturating_sub(1);
+                        if *pending == 0 {
+                            tracing::info!(broker = %self.url,
+                                "unsubscribed: the broker hands this node no more messages");
+                            break;
+                        }
+                    }
                 }
                 Ok(LinkEvent::Subscribed(results)) => {
                     for (result, sub) in results.iter().zip(&self.subscriptions) {

@@ -58,6 +58,8 @@ pub(super) struct Dispatcher {
     /// [`Inbound::generation`]).
     pub generation: Arc<AtomicU64>,
     pub batch_max: usize,
+    /// How long a batch holding only QoS 0 messages waits for more (`mqtt.qos0_linger`).
+    pub qos0_linger: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub stop: watch::Receiver<bool>,
@@ -95,11 +97,49 @@ impl Dispatcher {
                 count += next.messages.len();
                 inbox.push(next);
             }
+            if carried.is_none() {
+                self.linger_qos0(&mut rx, &mut inbox, &mut carried, count)
+                    .await;
+            }
             let messages: Vec<&Received> = inbox.iter().flat_map(|c| &c.messages).collect();
             if !self.store(&messages, &mut last_invalid_log).await {
                 break;
             }
             self.ack(&inbox).await;
+        }
+    }
+
+    /// Lets a batch of QoS 0 messages wait up to `qos0_linger` for more, so that a stream of
+    /// unacknowledged messages is stored in fewer, larger writes (each one WAL commit and one
+    /// hand-off to a blocking thread). Stops early at `batch_max`, when a QoS 1 message
+    /// arrives (its acknowledgement must not wait), or when the connection closes.
+    async fn linger_qos0(
+        &self,
+        rx: &mut mpsc::Receiver<Inbound>,
+        inbox: &mut Vec<Inbound>,
+        carried: &mut Option<Inbound>,
+        mut count: usize,
+    ) {
+        let needs_ack = |c: &Inbound| c.messages.iter().any(Received::needs_ack);
+        if self.qos0_linger.is_zero() || inbox.iter().any(needs_ack) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.qos0_linger;
+        while count < self.batch_max {
+            let Ok(Some(next)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                // Linger over, or the channel closed: the next `recv` sees the close.
+                break;
+            };
+            if count + next.messages.len() > self.batch_max {
+                *carried = Some(next);
+                break;
+            }
+            count += next.messages.len();
+            let urgent = needs_ack(&next);
+            inbox.push(next);
+            if urgent {
+                break;
+            }
         }
     }
 

@@ -64,7 +64,9 @@ pub struct MqttIngest {
 impl MqttIngest {
     /// Connects (in the background, retrying forever) to `cfg.broker` and stores what arrives
     /// through `sink`. Stops when `stop` turns true: the last batch is stored and
-    /// acknowledged, then the client disconnects. Errors only on invalid configuration.
+    /// acknowledged, then the client disconnects. When `leave` turns true (the node is
+    /// decommissioned) it unsubscribes first, so that the broker hands its messages to the
+    /// nodes that stay, then stops the same way. Errors only on invalid configuration.
     pub fn start(
         cfg: &MqttConfig,
         node_id: &str,
@@ -72,6 +74,7 @@ impl MqttIngest {
         sink: IngestSink,
         metrics: Arc<MqttMetrics>,
         stop: watch::Receiver<bool>,
+        leave: Option<watch::Receiver<bool>>,
     ) -> Result<Option<MqttIngest>, MqttError> {
         let Some(broker) = &cfg.broker else {
             return Ok(None);
@@ -105,6 +108,7 @@ impl MqttIngest {
             metrics: metrics.clone(),
             generation: generation.clone(),
             batch_max: cfg.batch_max_messages,
+            qos0_linger: cfg.qos0_linger.0,
             retry_min: cfg.reconnect_min.0,
             retry_max: cfg.reconnect_max.0,
             stop: stop.clone(),
@@ -123,7 +127,7 @@ impl MqttIngest {
             dispatcher.run(rx).await;
             let _ = done_tx.send(());
         });
-        let task = tokio::spawn(connection.run(tx, stop, done_rx));
+        let task = tokio::spawn(connection.run(tx, stop, leave, done_rx));
         Ok(Some(MqttIngest { task }))
     }
 

@@ -33,7 +33,9 @@ pub use error::CatalogError;
 pub use limits::{validate_labels, LimitError, SeriesLimits};
 pub use view::SeriesLabels;
 
-use hash::BuildIdHasher;
+/// Also keys the head's per-series map: series ids are assigned here, so a multiplication
+/// spreads them well and no client can choose them.
+pub(crate) use hash::BuildIdHasher;
 use limits::truncate;
 use postings::{shrink_if_sparse, PostingsIndex};
 use symbols::{Sym, Symbols};

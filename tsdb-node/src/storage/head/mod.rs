@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 pub use series::{merge_override, MemSeries, SealedChunk};
 
+use crate::storage::catalog::BuildIdHasher;
 use crate::storage::codec::CodecError;
 use crate::storage::model::{Sample, SeriesId};
 
@@ -20,7 +21,9 @@ pub enum HeadError {
 
 #[derive(Debug, Default)]
 pub struct Head {
-    series: HashMap<SeriesId, MemSeries>,
+    // Looked up once per series per append: SipHash here cost about 5 % of the CPU of a
+    // line-protocol ingest in one-point-per-series requests.
+    series: HashMap<SeriesId, MemSeries, BuildIdHasher>,
     samples: u64,
     mint: i64,
     maxt: i64,
@@ -29,7 +32,7 @@ pub struct Head {
 impl Head {
     pub fn new() -> Self {
         Head {
-            series: HashMap::new(),
+            series: HashMap::default(),
             samples: 0,
             mint: i64::MAX,
             maxt: i64::MIN,

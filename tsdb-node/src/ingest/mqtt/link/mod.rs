@@ -62,6 +62,8 @@ pub(super) enum LinkEvent {
     /// The SUBACK: per filter, in subscription order, `Err` with the broker's reason when
     /// refused.
     Subscribed(Vec<Result<(), String>>),
+    /// An UNSUBACK (one per filter: filters are unsubscribed one packet each).
+    Unsubscribed,
     /// Our DISCONNECT was written.
     Disconnected,
     /// Anything else (pings, acks going out).
@@ -213,6 +215,14 @@ impl Link {
         match self.current {
             Version::V311 => self.v311.as_ref().map(|s| s.subscribe(subs)),
             Version::V5 => self.v5.as_ref().map(|s| s.subscribe(subs)),
+        };
+    }
+
+    /// Unsubscribes from every filter of `subs`, one UNSUBSCRIBE each, without waiting.
+    pub fn unsubscribe(&self, subs: &[Subscription]) {
+        match self.current {
+            Version::V311 => self.v311.as_ref().map(|s| s.unsubscribe(subs)),
+            Version::V5 => self.v5.as_ref().map(|s| s.unsubscribe(subs)),
         };
     }
 

@@ -67,6 +67,7 @@ impl Session {
                     })
                     .collect(),
             )),
+            Ok(Event::Incoming(Packet::UnsubAck(_))) => Ok(LinkEvent::Unsubscribed),
             Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(LinkEvent::Disconnected),
             Ok(_) => Ok(LinkEvent::Other),
             Err(e) => Err(LinkError {
@@ -97,6 +98,20 @@ impl Session {
             tokio::spawn(async move {
                 let _ = client.subscribe_many(filters).await;
             });
+        }
+    }
+
+    /// Unsubscribes without waiting, for the same reason as [`Session::subscribe`].
+    pub fn unsubscribe(&self, subs: &[Subscription]) {
+        for s in subs {
+            if let Err(e) = self.client.try_unsubscribe(s.path.clone()) {
+                tracing::debug!(error = %e, "request channel full; unsubscribing in the background");
+                let client = self.client.clone();
+                let path = s.path.clone();
+                tokio::spawn(async move {
+                    let _ = client.unsubscribe(path).await;
+                });
+            }
         }
     }
 
