@@ -517,4 +517,27 @@ mod tests {
         assert_eq!(Consistency::All.required(3), 3);
         assert_eq!(Consistency::All.required(0), 0);
     }
+
+    #[test]
+    fn pushdown_verify_follows_the_write_consistency_unless_set() {
+        use verify::VerifyMode;
+        let mode = |yaml: &str| {
+            let text = format!("cluster:\n  gossip_addr: 127.0.0.1:7946\n{yaml}");
+            let cfg = Config::from_yaml(&text, "t", Vec::new()).unwrap();
+            ClusterSettings::from_config(&cfg, std::path::Path::new("/tmp"), "n")
+                .unwrap()
+                .unwrap()
+                .pushdown_verify
+        };
+        assert_eq!(mode(""), VerifyMode::Quorum);
+        assert_eq!(mode("  consistency: one\n"), VerifyMode::All);
+        assert_eq!(mode("  consistency: all\n"), VerifyMode::Off);
+        assert_eq!(
+            mode("  consistency: one\n  pushdown_verify: quorum\n"),
+            VerifyMode::Quorum
+        );
+        let e =
+            Config::from_yaml("cluster:\n  pushdown_verify: maybe\n", "t", Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("cluster.pushdown_verify"), "{e}");
+    }
 }
