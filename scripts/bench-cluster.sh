@@ -9,6 +9,7 @@
 #   cargo build --release -p tsdb-node
 #   scripts/bench-cluster.sh            # STEPS, DECOM_STEPS, REPEAT, CONNECTIONS override
 #   PUSHDOWN=false scripts/bench-cluster.sh   # clustered queries read raw series (cluster.pushdown)
+#   PUSHDOWN_VERIFY=off scripts/bench-cluster.sh   # cluster.pushdown_verify (default: the node's)
 #
 # Every node gets its own loopback address (127.77.R.N) with the same ports, so one iptables
 # rule per port counts the gRPC (replica writes, fan-out reads, hints, decommission
@@ -22,6 +23,7 @@ DECOM_STEPS=${DECOM_STEPS:-2500}  # decommission run: 1000 x 4 x 2500 = 10 M sam
 REPEAT=${REPEAT:-200}
 CONNECTIONS=${CONNECTIONS:-4}
 PUSHDOWN=${PUSHDOWN:-true}        # aggregation push-down in the clustered setups
+PUSHDOWN_VERIFY=${PUSHDOWN_VERIFY:-}  # off|quorum|all; empty keeps the default (quorum)
 HTTP_PORT=18181 GRPC_PORT=17070 GOSSIP_PORT=17946 BIN_PORT=19876 TCP_PORT=15433
 NET=127.77.$(($$ % 250))
 CHAIN=STRATA_BENCH_$$
@@ -94,6 +96,7 @@ cluster:
   replication_factor: $rf
   pushdown: $PUSHDOWN
 CONF
+    [[ -z $PUSHDOWN_VERIFY ]] || echo "  pushdown_verify: $PUSHDOWN_VERIFY" >>"$dir/config.yaml"
   fi
   RUST_LOG=warn "$BIN/strata-node" --config "$dir/config.yaml" >/dev/null 2>"$dir/node.log" &
   PIDS+=($!)
@@ -179,7 +182,7 @@ run_setup() { # <label> <nodes> <rf>
   stop_all
 }
 
-echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(load); $DEVICES devices x 4 series x $STEPS steps; pushdown $PUSHDOWN"
+echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(load); $DEVICES devices x 4 series x $STEPS steps; pushdown $PUSHDOWN, pushdown_verify ${PUSHDOWN_VERIFY:-default}"
 run_setup "single node" 1 0
 run_setup "3 nodes, RF=1" 3 1
 run_setup "3 nodes, RF=3" 3 3

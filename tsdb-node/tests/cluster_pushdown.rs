@@ -1,9 +1,10 @@
 //! Aggregation push-down against the raw read path on real `strata-node` processes: 3 nodes at
 //! RF=1 and RF=3, instant and range queries of every pushed-down shape, with every node up,
 //! with one node killed (before and after gossip notices), and while a restarted node is
-//! still owed hints and catching up. Every pushed-down answer must equal the raw one
-//! (`pushdown=false`): the same series, timestamps and order, values bit for bit where the
-//! aggregation does not add, within 1e-9 relative where it does.
+//! still owed hints and catching up, and with a write that the answering replica lacks while
+//! the other two hold it (verification must catch it). Every pushed-down answer must equal
+//! the raw one (`pushdown=false`): the same series, timestamps and order, values bit for bit
+//! where the aggregation does not add, within 1e-9 relative where it does.
 
 mod common;
 
@@ -320,4 +321,111 @@ fn rf3_pushdown_stays_exact_through_a_kill_hints_and_a_restart() {
     let before = pushed_total(&nodes[2]);
     let asked = compare_all(&nodes[2], STEPS, "rf3, node-3 back");
     assert_eq!(pushed_total(&nodes[2]) - before, asked as f64);
+}
+
+/// `temp` and `energy_total` of every device at step `k` (as [`body`] writes them), stored
+/// on `node` alone with gRPC `Write`: what a replica holds of a write that has not reached
+/// the others yet.
+fn write_to_one_replica(node: &ProcNode, k: i64) {
+    use tsdb_node::cluster::rpc::{LabelPair, SeriesSamples, WriteRequest};
+    let t = (T0_S + k * 10) * 1000;
+    let mut series = Vec::new();
+    for d in 0..DEVICES {
+        let site = d % 3;
+        let temp = ((k * 7 + d as i64 * 13) % 97) as f64 + 0.25 * (d % 4) as f64;
+        let energy = (k * (d as i64 + 1)) as f64 * 1.5;
+        for (name, v) in [("temp", temp), ("energy_total", energy)] {
+            let pair = |n: &str, v: String| LabelPair {
+                name: n.into(),
+                value: v,
+            };
+            series.push(SeriesSamples {
+                labels: vec![
+                    pair("__name__", name.into()),
+                    pair("device", format!("d{d}")),
+                    pair("site", format!("s{site}")),
+                ],
+                timestamps: vec![t],
+                values: vec![v],
+            });
+        }
+    }
+    let peers = tsdb_node::cluster::client::Peers::new(
+        Some(common::cluster::SECRET),
+        Duration::from_secs(5),
+        64 << 20,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let resp = rt
+        .block_on(peers.write(
+            node.grpc,
+            WriteRequest {
+                series,
+                hinted_at_ms: 0,
+            },
+        ))
+        .unwrap();
+    assert_eq!(resp.appended, 2 * DEVICES as u64, "{resp:?}");
+}
+
+/// A write that two of three replicas hold and the answering one lacks (acknowledged at
+/// quorum, still in flight to it; no hint anywhere, so the coordinator cannot know): the
+/// answering replica's partial would silently miss it. Verification must catch it: another
+/// owner's digest differs, the query reads raw series, and `/metrics` counts the mismatch.
+/// Once every replica holds it, push-down answers again.
+#[test]
+fn rf3_verification_catches_a_write_the_answering_replica_lacks() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(root.path(), 3, 3, "");
+    write(&nodes[0], 0, STEPS / 2);
+    for n in &nodes {
+        wait_synced(n, &IDS);
+    }
+    // node-1 coordinates and answers for the arcs it is the first owner of; the new step
+    // reaches only node-2 and node-3.
+    write_to_one_replica(&nodes[1], STEPS / 2);
+    write_to_one_replica(&nodes[2], STEPS / 2);
+    let written = STEPS / 2 + 1;
+    let metric = |name: &str| counter(&nodes[0], name);
+    let (pushed, mismatches, fallbacks) = (
+        pushed_total(&nodes[0]),
+        metric("strata_cluster_pushdown_verify_mismatches_total"),
+        metric("strata_cluster_pushdown_fallbacks_total"),
+    );
+    let asked = compare_all(&nodes[0], written, "rf3, a write node-1 lacks");
+    assert_eq!(
+        pushed_total(&nodes[0]),
+        pushed,
+        "a stale answer was pushed down"
+    );
+    assert_eq!(
+        metric("strata_cluster_pushdown_verify_mismatches_total") - mismatches,
+        asked as f64,
+        "every query reads the step node-1 lacks"
+    );
+    assert!(metric("strata_cluster_pushdown_fallbacks_total") - fallbacks >= asked as f64);
+    // The new step changes the answer: node-1 alone would have answered its arcs from the
+    // step before (within the lookback), a different sum.
+    let sum_at_end = |q: &str| {
+        let (_, v) = nodes[0].get_json(&format!("{}&pushdown=false", paths(q, written)[0]));
+        v["data"]["result"][0]["value"][1].clone()
+    };
+    assert_ne!(sum_at_end("sum(temp)"), sum_at_end("sum(temp offset 10s)"));
+
+    // Delivered to node-1 as well: the replicas agree and push-down answers again.
+    write_to_one_replica(&nodes[0], STEPS / 2);
+    let (pushed, mismatches) = (
+        pushed_total(&nodes[0]),
+        metric("strata_cluster_pushdown_verify_mismatches_total"),
+    );
+    let asked = compare_all(&nodes[0], written, "rf3, every replica has the write");
+    assert_eq!(pushed_total(&nodes[0]) - pushed, asked as f64);
+    assert_eq!(
+        metric("strata_cluster_pushdown_verify_mismatches_total"),
+        mismatches
+    );
 }

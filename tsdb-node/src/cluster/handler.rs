@@ -15,7 +15,8 @@ use super::rpc::{
 };
 use super::summaries;
 use super::tombstones::{ClusterTombstone, TombstoneStore};
-use crate::promql::pushdown::{self, PushdownQuery};
+use super::verify::{self, DigestSpans};
+use crate::promql::pushdown::PushdownQuery;
 use crate::promql::QueryError;
 use crate::storage::{Engine, Sample, StorageError};
 
@@ -203,12 +204,17 @@ impl RpcHandler {
     }
 
     /// Partial aggregates of a pushed-down query over the local series whose tokens lie in
-    /// the requested ranges (the arcs the coordinator assigned to this node).
+    /// the requested ranges (the arcs the coordinator assigned to this node), and digests of
+    /// the samples read per requested digest span (verified push-down; without token ranges
+    /// the request only digests).
     pub async fn aggregate(&self, req: AggregateRequest) -> Result<AggregateResponse, Status> {
-        if req.token_ranges.is_empty() {
-            return Err(Status::invalid_argument("Aggregate needs token ranges"));
+        if req.token_ranges.is_empty() && req.digest_ranges.is_empty() {
+            return Err(Status::invalid_argument(
+                "Aggregate needs token ranges or digest ranges",
+            ));
         }
         let tokens = rpc::ranges_from_wire(&req.token_ranges).map_err(malformed)?;
+        let spans = DigestSpans::from_wire(&req.digest_ranges).map_err(malformed)?;
         let q = PushdownQuery {
             query: req.query,
             start: req.start,
@@ -223,13 +229,15 @@ impl RpcHandler {
             .map(|n| n.get())
             .unwrap_or(1)
             .min(4);
-        let partials = tokio::task::spawn_blocking(move || {
-            pushdown::evaluate_local(&engine, &q, &|l| tokens.contains(series_token(l)), threads)
+        let (partials, digests) = tokio::task::spawn_blocking(move || {
+            verify::evaluate_share(&engine, &q, &tokens, &spans, threads)
         })
         .await
         .map_err(|e| Status::internal(format!("aggregation task failed: {e}")))?
         .map_err(query_status)?;
-        Ok(rpc::partials_to_wire(&partials))
+        let mut resp = rpc::partials_to_wire(&partials);
+        rpc::set_digests(&mut resp, &digests);
+        Ok(resp)
     }
 
     /// Label sets with data in the range; no matchers means every series.

@@ -9,8 +9,9 @@
 //! - `hints`: durable hints for owners that did not answer; `view` keeps the membership view
 //!   fresh and delivers hints.
 //! - `read`: fan-out reads, merge and deduplicate replicas, completeness warnings.
-//! - `pushdown` (with `answering`): aggregations evaluated on one complete replica per arc
-//!   and merged from partial aggregates, when that is exact.
+//! - `pushdown` (with `answering`, `verify`): aggregations evaluated on one complete replica
+//!   per arc, checked against digests of other owners, and merged from partial aggregates
+//!   when that is exact.
 //! - `anti_entropy` (with `merkle`, `summaries`, `token_ranges`): replicas compare Merkle
 //!   summaries of the ranges they share and pull what they lack; a joining node pulls its
 //!   new ranges.
@@ -41,6 +42,7 @@ pub mod server;
 pub mod summaries;
 pub mod token_ranges;
 pub mod tombstones;
+pub mod verify;
 mod view;
 pub mod write;
 
@@ -205,6 +207,8 @@ pub struct ClusterSettings {
     pub anti_entropy_interval: Duration,
     /// Whether aggregations may be pushed down to the replicas (`cluster.pushdown`).
     pub pushdown: bool,
+    /// Which acknowledged writes a pushed-down answer is checked to contain.
+    pub pushdown_verify: verify::VerifyMode,
 }
 
 impl ClusterSettings {
@@ -265,6 +269,13 @@ impl ClusterSettings {
         if secret.as_deref().is_some_and(str::is_empty) {
             return Err(ClusterError::Config("the cluster secret is empty".into()));
         }
+        let consistency = Consistency::parse(&c.consistency)
+            .ok_or_else(|| ClusterError::Config("cluster.consistency".into()))?;
+        let pushdown_verify = match &c.pushdown_verify {
+            None => verify::VerifyMode::for_consistency(consistency),
+            Some(v) => verify::VerifyMode::parse(v)
+                .ok_or_else(|| ClusterError::Config("cluster.pushdown_verify".into()))?,
+        };
         Ok(Some(ClusterSettings {
             node_id: node_id.to_string(),
             cluster_id: c.cluster_id.clone(),
@@ -273,8 +284,7 @@ impl ClusterSettings {
             advertise_ip,
             seeds: c.seeds.clone(),
             replication_factor: c.replication_factor,
-            consistency: Consistency::parse(&c.consistency)
-                .ok_or_else(|| ClusterError::Config("cluster.consistency".into()))?,
+            consistency,
             mode: NodeMode::parse(&c.mode)
                 .ok_or_else(|| ClusterError::Config("cluster.mode".into()))?,
             secret,
@@ -285,6 +295,7 @@ impl ClusterSettings {
             max_hint_bytes: c.max_hint_bytes,
             anti_entropy_interval: c.anti_entropy_interval.0,
             pushdown: c.pushdown,
+            pushdown_verify,
         }))
     }
 }
@@ -509,5 +520,28 @@ mod tests {
         assert_eq!(Consistency::One.required(3), 1);
         assert_eq!(Consistency::All.required(3), 3);
         assert_eq!(Consistency::All.required(0), 0);
+    }
+
+    #[test]
+    fn pushdown_verify_follows_the_write_consistency_unless_set() {
+        use verify::VerifyMode;
+        let mode = |yaml: &str| {
+            let text = format!("cluster:\n  gossip_addr: 127.0.0.1:7946\n{yaml}");
+            let cfg = Config::from_yaml(&text, "t", Vec::new()).unwrap();
+            ClusterSettings::from_config(&cfg, std::path::Path::new("/tmp"), "n")
+                .unwrap()
+                .unwrap()
+                .pushdown_verify
+        };
+        assert_eq!(mode(""), VerifyMode::Quorum);
+        assert_eq!(mode("  consistency: one\n"), VerifyMode::All);
+        assert_eq!(mode("  consistency: all\n"), VerifyMode::Off);
+        assert_eq!(
+            mode("  consistency: one\n  pushdown_verify: quorum\n"),
+            VerifyMode::Quorum
+        );
+        let e =
+            Config::from_yaml("cluster:\n  pushdown_verify: maybe\n", "t", Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("cluster.pushdown_verify"), "{e}");
     }
 }

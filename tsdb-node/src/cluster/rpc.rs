@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::token_ranges::TokenRanges;
-use crate::promql::pushdown::{PartialGroup, Partials};
+use crate::promql::pushdown::{PartialGroup, Partials, ReadDigest};
 use crate::storage::{Label, Labels, MatchOp, Matcher, Sample};
 
 /// Fully qualified service name.
@@ -228,6 +228,11 @@ pub struct AggregateRequest {
     /// Time left of the query's budget.
     #[prost(uint64, tag = "8")]
     pub timeout_ms: u64,
+    /// Verified push-down: sorted, disjoint spans of tokens to digest (from the same read
+    /// as the evaluation), one digest per span in the answer. With no `token_ranges` the
+    /// request only digests.
+    #[prost(message, repeated, tag = "9")]
+    pub digest_ranges: Vec<TokenRange>,
 }
 
 /// One group's partial aggregates at the steps where it has a value.
@@ -253,9 +258,15 @@ pub struct GroupPartial {
 pub struct AggregateResponse {
     #[prost(message, repeated, tag = "1")]
     pub groups: Vec<GroupPartial>,
-    /// Samples read.
+    /// Samples read by the evaluation (not those of series only digested).
     #[prost(uint64, tag = "2")]
     pub samples: u64,
+    /// Per requested digest span, in order: samples read in it.
+    #[prost(uint64, repeated, tag = "3")]
+    pub digest_samples: Vec<u64>,
+    /// Per requested digest span: the wrapping sum of the samples' hashes.
+    #[prost(fixed64, repeated, tag = "4")]
+    pub digest_sums: Vec<u64>,
 }
 
 /// A message from a peer that does not make sense.
@@ -385,7 +396,34 @@ pub fn partials_to_wire(p: &Partials) -> AggregateResponse {
             })
             .collect(),
         samples: p.samples,
+        digest_samples: Vec::new(),
+        digest_sums: Vec::new(),
     }
+}
+
+/// Puts a node's digests (one per requested span) on its answer.
+pub fn set_digests(r: &mut AggregateResponse, digests: &[ReadDigest]) {
+    r.digest_samples = digests.iter().map(|d| d.samples).collect();
+    r.digest_sums = digests.iter().map(|d| d.sum).collect();
+}
+
+/// The digests of an answer, which must be one per span asked for (a node that does not
+/// know about digests answers none).
+pub fn digests_from_wire(
+    r: &AggregateResponse,
+    spans: usize,
+) -> Result<Vec<ReadDigest>, MalformedMessage> {
+    if r.digest_samples.len() != spans || r.digest_sums.len() != spans {
+        return Err(MalformedMessage(format!(
+            "{} digests for {spans} spans",
+            r.digest_sums.len().min(r.digest_samples.len())
+        )));
+    }
+    Ok(r.digest_samples
+        .iter()
+        .zip(&r.digest_sums)
+        .map(|(&samples, &sum)| ReadDigest { samples, sum })
+        .collect())
 }
 
 /// Missing counts are 1.
@@ -595,6 +633,25 @@ mod tests {
                 0, 0, 0, 0, 0, 0
             ]
         );
+        // Digest spans (field 9, messages like token ranges); digests as packed uint64
+        // samples (field 3) and packed fixed64 sums (field 4).
+        let a = AggregateRequest {
+            digest_ranges: vec![TokenRange { first: 1, last: 2 }],
+            ..AggregateRequest::default()
+        };
+        assert_eq!(
+            a.encode_to_vec(),
+            vec![0x4a, 0x12, 0x09, 1, 0, 0, 0, 0, 0, 0, 0, 0x11, 2, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let r = AggregateResponse {
+            digest_samples: vec![3],
+            digest_sums: vec![5],
+            ..AggregateResponse::default()
+        };
+        assert_eq!(
+            r.encode_to_vec(),
+            vec![0x1a, 0x01, 0x03, 0x22, 0x08, 5, 0, 0, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -617,6 +674,18 @@ mod tests {
         let mut bad = partials_to_wire(&p);
         bad.groups[0].counts.pop();
         assert!(partials_from_wire(bad).is_err());
+        let d = [
+            ReadDigest { samples: 2, sum: 9 },
+            ReadDigest {
+                samples: 0,
+                sum: u64::MAX,
+            },
+        ];
+        let mut wire = partials_to_wire(&p);
+        set_digests(&mut wire, &d);
+        assert_eq!(digests_from_wire(&wire, 2).unwrap(), d);
+        assert!(digests_from_wire(&wire, 3).is_err());
+        assert!(digests_from_wire(&partials_to_wire(&p), 2).is_err());
     }
 
     #[test]

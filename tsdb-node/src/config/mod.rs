@@ -300,6 +300,12 @@ pub struct ClusterConfig {
     /// that is exact; `false` always reads raw series (a query can also ask with
     /// `pushdown=false`).
     pub pushdown: bool,
+    /// Which acknowledged writes a pushed-down answer must contain: `quorum` (other owners
+    /// of each arc digest the same read, `RF − ⌊RF/2⌋` in all, and must agree), `all`
+    /// (every live owner; needed when writes are acknowledged at `one`) or `off`. A
+    /// disagreement reads raw series. Unset: the mode matching `consistency` (`quorum` →
+    /// `quorum`, `one` → `all`, `all` → `off`).
+    pub pushdown_verify: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -321,6 +327,7 @@ impl Default for ClusterConfig {
             max_hint_bytes: 1 << 30,
             anti_entropy_interval: HumanDuration::from_secs(600),
             pushdown: true,
+            pushdown_verify: None,
         }
     }
 }
@@ -401,6 +408,14 @@ impl Config {
         }
         if !["one", "quorum", "all"].contains(&self.cluster.consistency.as_str()) {
             return Err(invalid("cluster.consistency", "must be one, quorum or all"));
+        }
+        if let Some(v) = &self.cluster.pushdown_verify {
+            if !["off", "quorum", "all"].contains(&v.as_str()) {
+                return Err(invalid(
+                    "cluster.pushdown_verify",
+                    "must be off, quorum or all",
+                ));
+            }
         }
         for (key, addr) in [
             ("cluster.gossip_addr", &self.cluster.gossip_addr),

@@ -290,6 +290,59 @@ pub fn evaluate_local(
     keep: &(dyn Fn(&Labels) -> bool + Sync),
     threads: usize,
 ) -> Result<Partials, QueryError> {
+    evaluate_and_digest(engine, q, keep, None, threads).map(|(p, _)| p)
+}
+
+/// A digest of samples that does not depend on the order they are visited in: the count and
+/// the wrapping sum of a 64-bit hash of each (series seed, timestamp, value bits). Two
+/// replicas holding the same samples of the same series have equal digests; one missing,
+/// extra or different sample changes the sum (but for a 2^-64 collision).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadDigest {
+    pub samples: u64,
+    pub sum: u64,
+}
+
+impl ReadDigest {
+    /// Adds one series' samples; `seed` identifies the series (its ring token).
+    pub fn add_series(&mut self, seed: u64, samples: &[Sample]) {
+        let mut buf = [0u8; 16];
+        for s in samples {
+            buf[..8].copy_from_slice(&s.t.to_le_bytes());
+            buf[8..].copy_from_slice(&s.v.to_bits().to_le_bytes());
+            self.sum = self
+                .sum
+                .wrapping_add(xxhash_rust::xxh3::xxh3_64_with_seed(&buf, seed));
+        }
+        self.samples = self.samples.wrapping_add(samples.len() as u64);
+    }
+
+    pub fn combine(&mut self, other: ReadDigest) {
+        self.samples = self.samples.wrapping_add(other.samples);
+        self.sum = self.sum.wrapping_add(other.sum);
+    }
+}
+
+/// Which read series a push-down request also digests, and into which of `units` digests:
+/// `unit_of` gives a series' unit and hash seed, `None` for a series outside every unit.
+pub struct DigestUnits<'a> {
+    pub units: usize,
+    pub unit_of: &'a (dyn Fn(&Labels) -> Option<(usize, u64)> + Sync),
+}
+
+/// [`evaluate_local`], reading also the series `digest` names (which need not be evaluated)
+/// and answering one [`ReadDigest`] per unit of exactly the samples this read saw. The
+/// digests and the evaluation come from the same snapshot of the engine: a digest taken by
+/// a later read could include a write that landed after the evaluation read, and so vouch
+/// for an answer that lacks it. The partials' `samples` counts evaluated series only (the
+/// coordinator's sum is the query's); the sample limit here counts everything read.
+pub fn evaluate_and_digest(
+    engine: &Engine,
+    q: &PushdownQuery,
+    keep: &(dyn Fn(&Labels) -> bool + Sync),
+    digest: Option<&DigestUnits<'_>>,
+    threads: usize,
+) -> Result<(Partials, Vec<ReadDigest>), QueryError> {
     let expr = parse(&q.query)?;
     let shape = shape(&expr).ok_or_else(|| {
         QueryError::InvalidArgument(
@@ -314,40 +367,62 @@ pub fn evaluate_local(
     let groups = matcher_groups(selector(&shape.inner))?;
     let matchers = groups.first().map(Vec::as_slice).unwrap_or(&[]);
     let mut selection = engine.selection(matchers, mint, maxt)?;
-    selection.retain(keep);
+    let unit_of = |l: &Labels| digest.and_then(|d| (d.unit_of)(l));
+    selection.retain(|l| keep(l) || unit_of(l).is_some());
 
     let op = shape.op;
     let nsteps = steps(grid);
     let mut group_of: HashMap<Labels, usize> = HashMap::new();
     let mut group_names: Vec<Labels> = Vec::new();
-    let series_group: Vec<usize> = selection
+    // Per series: its group when it is evaluated, and its digest unit and seed when it is
+    // digested.
+    type Roles = (Option<usize>, Option<(usize, u64)>);
+    let per_series: Vec<Roles> = selection
         .labels()
         .map(|l| {
-            let gl = group_labels(&shape.aggregate().modifier, &shape.out_labels(l));
-            *group_of.entry(gl.clone()).or_insert_with(|| {
-                group_names.push(gl);
-                group_names.len() - 1
-            })
+            let group = keep(l).then(|| {
+                let gl = group_labels(&shape.aggregate().modifier, &shape.out_labels(l));
+                *group_of.entry(gl.clone()).or_insert_with(|| {
+                    group_names.push(gl);
+                    group_names.len() - 1
+                })
+            });
+            (group, unit_of(l))
         })
         .collect();
+    let units = digest.map_or(0, |d| d.units);
     let read = AtomicUsize::new(0);
+    let evaluated = AtomicUsize::new(0);
     // Per group: the fold per step (allocated when first reached) and the first series that
     // gave it a value.
     type Accs = Vec<Option<(Vec<Option<Group>>, usize)>>;
-    type State = (Vec<(i64, f64)>, Accs);
-    let init = || -> State { (Vec::new(), (0..group_names.len()).map(|_| None).collect()) };
+    type State = (Vec<(i64, f64)>, Accs, Vec<ReadDigest>);
+    let init = || -> State {
+        (
+            Vec::new(),
+            (0..group_names.len()).map(|_| None).collect(),
+            vec![ReadDigest::default(); units],
+        )
+    };
     let states = selection.map_each(
         threads,
         init,
-        |(buf, accs): &mut State, i, _, samples: &[Sample]| -> Result<(), QueryError> {
+        |(buf, accs, digests): &mut State, i, _, samples: &[Sample]| -> Result<(), QueryError> {
             ev.check_deadline()?;
             let total = read.fetch_add(samples.len(), Ordering::Relaxed) + samples.len();
             if total > q.max_samples {
                 return Err(QueryError::TooManySamples);
             }
-            let Some(acc) = series_group.get(i).and_then(|g| accs.get_mut(*g)) else {
+            let Some(&(group, unit)) = per_series.get(i) else {
                 return Ok(());
             };
+            if let Some(d) = unit.and_then(|(u, seed)| Some((digests.get_mut(u)?, seed))) {
+                d.0.add_series(d.1, samples);
+            }
+            let Some(acc) = group.and_then(|g| accs.get_mut(g)) else {
+                return Ok(());
+            };
+            evaluated.fetch_add(samples.len(), Ordering::Relaxed);
             buf.clear();
             buf.extend(samples.iter().map(|s| (s.t, s.v)));
             let series = InnerSeries {
@@ -376,8 +451,14 @@ pub fn evaluate_local(
             Ok(())
         },
     )?;
+    let mut digests = vec![ReadDigest::default(); units];
     // Runs are contiguous in label order: merging in run order keeps the fold's order.
-    let mut runs = states.into_iter().map(|(_, accs)| accs);
+    let mut runs = states.into_iter().map(|(_, accs, d)| {
+        for (into, from) in digests.iter_mut().zip(d) {
+            into.combine(from);
+        }
+        accs
+    });
     let mut merged = runs.next().unwrap_or_default();
     for accs in runs {
         for (into, from) in merged.iter_mut().zip(accs) {
@@ -423,10 +504,13 @@ pub fn evaluate_local(
             })
         })
         .collect();
-    Ok(Partials {
-        groups,
-        samples: read.load(Ordering::Relaxed) as u64,
-    })
+    Ok((
+        Partials {
+            groups,
+            samples: evaluated.load(Ordering::Relaxed) as u64,
+        },
+        digests,
+    ))
 }
 
 /// Merges the members' partial aggregates into the query's answer. `parts` come in a fixed
