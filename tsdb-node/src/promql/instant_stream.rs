@@ -101,7 +101,8 @@ fn evaluate(
             .map(|s| (s.t, s.v));
         match name {
             None => {
-                let points: Vec<(i64, f64)> = window.collect();
+                let mut points = Vec::with_capacity(samples.len());
+                points.extend(window);
                 if !points.is_empty() {
                     st.cost = st.cost.saturating_add(points.len());
                     if st.cost > max_samples {

@@ -146,24 +146,26 @@ const SHORT_DECIMAL_SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
 /// parsing, so `n / 10^k == v` holds exactly when the decimal `n·10^-k` parses to `v`. With
 /// `|n| < 10^15` a neighbouring decimal with the same `k` is a different double, so `n` is the
 /// only candidate with `k` decimals, and the smallest `k` that works gives the fewest
-/// significant digits. `(v·10^k).round()` finds that `n` whenever it exists: the product's
+/// significant digits. Rounding `v·10^k` to an integer finds that `n` whenever it exists: the product's
 /// rounding error is far below one half at these magnitudes. Ryu costs several times this.
 #[inline]
 fn push_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     for (k, scale) in SHORT_DECIMAL_SCALES.iter().enumerate() {
-        let n = (v * scale).round();
-        if n.abs() >= 1e15 {
+        let x = v * scale;
+        if x.abs() >= 1e15 {
             return false;
         }
-        if n / scale != v {
+        // Rounded by hand: `f64::round` is a libm call here. Adding the half can itself round
+        // up a value just below it, which only yields a candidate the check below rejects.
+        let n = (x + 0.5f64.copysign(x)) as i64;
+        if n as f64 / scale != v {
             continue;
         }
-        if n < 0.0 {
+        if n < 0 {
             out.push(b'-');
         }
-        // Below 10^15, so the conversion is exact.
         let mut buf = itoa::Buffer::new();
-        let digits = buf.format(n.abs() as u64).as_bytes();
+        let digits = buf.format(n.unsigned_abs()).as_bytes();
         if k == 0 {
             out.extend_from_slice(digits);
         } else if digits.len() > k {
