@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use tsdb_node::promql::{QueryEngine, QueryLimits, QueryResult, Value, STALE_NAN_BITS};
+use tsdb_node::promql::{
+    render_data, QueryEngine, QueryLimits, QueryResult, Value, STALE_NAN_BITS,
+};
 use tsdb_node::storage::{Engine, EngineOptions, Labels, Retention, Sample};
 
 const MIN: i64 = 60_000;
@@ -255,4 +257,98 @@ fn series_by_series_evaluation_equals_the_step_loop() {
     let want = step_loop.range(q, end - 10 * MIN, end, MIN).unwrap_err();
     let got = fast.range(q, end - 10 * MIN, end, MIN).unwrap_err();
     assert_eq!(want.to_string(), got.to_string());
+}
+
+/// Instant queries of one range selector, streamed from the engine, and instant queries
+/// evaluated inline (on the caller's thread) give exactly the loading path's answers.
+#[test]
+fn streamed_and_inline_instant_queries_equal_the_loading_path() {
+    use tsdb_node::promql::QueryOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path(), 40);
+    // Rollups on in both: at the aligned time both read them, elsewhere neither can.
+    let loading = QueryEngine::new(engine.clone(), QueryLimits::default()).with_streaming(false);
+    let fast = QueryEngine::new(engine.clone(), QueryLimits::default());
+    let opts = QueryOptions::default();
+    let queries = [
+        "temp[1h]",
+        "temp{kind=\"stale\"}[3h]",
+        "temp{kind=\"a\"}[8h] offset 10m",
+        "avg_over_time(temp[1h])",
+        "avg_over_time(temp{kind=\"a\"}[86390s])",
+        "sum_over_time(temp{kind=\"nan\"}[5h])",
+        "count_over_time(temp{kind=\"stale\"}[4h])",
+        "min_over_time(temp[17m])",
+        "max_over_time(temp[2h])",
+        "last_over_time(temp[1m])",
+        "rate(temp[5m])",
+        "stddev_over_time(temp{kind=\"gappy\"}[30m])",
+        "quantile_over_time(0.5, temp{kind=\"a\"}[1h])",
+        "temp{kind=\"b\"}",
+        "sum(temp)",
+        "1 + 2",
+    ];
+    // Rendered, so that NaN answers compare equal and every bit of a value counts.
+    let json = |r: QueryResult| render_data(&r);
+    // Unaligned times (no rollups answer them), one aligned, and one past the newest sample.
+    let end = T0 + (N - 1) * STEP;
+    for t in [end, end - 7 * MIN - 3_000, T0 + 4 * HOUR, end + HOUR] {
+        for q in queries {
+            let want = json(loading.instant(q, t).unwrap());
+            assert_eq!(want, json(fast.instant(q, t).unwrap()), "{q} at {t}");
+            // Five series of 2 880 samples are within the inline bounds.
+            let inline = fast
+                .instant_inline(q, t, &opts)
+                .expect("small query not inline");
+            assert_eq!(want, json(inline.unwrap()), "{q} at {t} inline");
+        }
+    }
+    // A one-series query over a day is inline; one over every series and the whole store is
+    // not, and nothing was read to find that out.
+    assert!(fast
+        .instant_inline("avg_over_time(temp{kind=\"a\"}[1d])", end, &opts)
+        .is_some());
+    assert!(fast
+        .instant_inline("temp[8h]", end, &opts)
+        .is_some_and(|r| r.is_ok()));
+    assert!(fast
+        .instant_inline("max_over_time(temp[30d])[1d:1h]", end, &opts)
+        .is_none());
+    // More than 16 series: to the pool.
+    let many: Vec<_> = (0..17)
+        .map(|i| {
+            (
+                Labels::from_metric("many", &[("i", &i.to_string())]),
+                Sample::new(end, i as f64),
+            )
+        })
+        .collect();
+    assert!(engine.append_labeled(&many).unwrap().rejected.is_empty());
+    assert!(fast.instant_inline("many", end, &opts).is_none());
+    assert!(fast.instant_inline("many{i=\"3\"}", end, &opts).is_some());
+    assert_eq!(
+        json(fast.instant("sum(many)", end).unwrap()),
+        json(loading.instant("sum(many)", end).unwrap())
+    );
+    // Parse errors are answered inline, with the loading path's error.
+    let err = fast
+        .instant_inline("sum(", end, &opts)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        loading.instant("sum(", end).unwrap_err().to_string()
+    );
+    // Limits hold on the streamed path.
+    let small = QueryEngine::new(
+        engine,
+        QueryLimits {
+            max_samples: 100,
+            ..QueryLimits::default()
+        },
+    );
+    assert!(small.instant("temp{kind=\"a\"}[1h]", end).is_err());
+    assert!(small
+        .instant("avg_over_time(temp{kind=\"a\"}[1h])", end)
+        .is_err());
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::params::{get, pairs, time_param};
 use super::{ApiError, AppState};
 use crate::config::parse_duration;
-use crate::promql::{render_data_into, QueryError, QueryOptions, QueryResult};
+use crate::promql::{render_data_bytes, QueryError, QueryOptions, QueryResult};
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
@@ -67,21 +67,26 @@ fn options(p: &[(String, String)]) -> Result<QueryOptions, ApiError> {
     Ok(QueryOptions { pushdown })
 }
 
-/// The success envelope around `r`, rendered on the blocking thread that evaluated it: a long
-/// matrix takes a while to format and should not hold up an async worker.
-fn render(r: &QueryResult) -> String {
-    let mut body = String::with_capacity(256);
-    body.push_str("{\"status\":\"success\",\"data\":");
-    render_data_into(r, &mut body);
+/// The success envelope around `r`, rendered on the thread that evaluated it (a blocking one
+/// unless the query was small): a long matrix takes a while to format and should not hold up
+/// an async worker. The buffer becomes the response body as it is.
+fn render(r: &QueryResult) -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(b"{\"status\":\"success\",\"data\":");
+    render_data_bytes(r, &mut body);
     if !r.warnings.is_empty() {
-        body.push_str(",\"warnings\":");
-        body.push_str(&serde_json::to_string(&r.warnings).unwrap_or_else(|_| "[]".into()));
+        body.extend_from_slice(b",\"warnings\":");
+        body.extend_from_slice(
+            serde_json::to_string(&r.warnings)
+                .unwrap_or_else(|_| "[]".into())
+                .as_bytes(),
+        );
     }
-    body.push('}');
+    body.push(b'}');
     body
 }
 
-fn respond(body: String) -> Response {
+fn respond(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -97,6 +102,13 @@ async fn instant(
     let time = time_param(&p, "time", now_ms())?;
     let opts = options(&p)?;
     let engine = ctx.queries.clone();
+    // A query the index shows to be small is answered right here: the hand-off to the
+    // blocking pool and back would cost more than evaluating it.
+    if let Some(r) = engine.instant_inline(&query, time, &opts) {
+        let r = r?;
+        check_complete(&p, &r)?;
+        return Ok(respond(render(&r)));
+    }
     let body = super::error::blocking(move || {
         let r = engine.instant_with(&query, time, &opts)?;
         check_complete(&p, &r)?;

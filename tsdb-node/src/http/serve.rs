@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::serve::ListenerExt;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -34,6 +35,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match tls {
         None => {
+            // Without TCP_NODELAY the last segment of an answer can wait for the client's
+            // delayed ACK (Nagle); a query answer is written whole, so nothing is gained by
+            // holding it back.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -13,6 +13,8 @@ use crate::storage::{Engine, Labels};
 use super::error::QueryError;
 use super::eval::{duration_ms, offset_ms, Evaluator};
 use super::functions::check_unique;
+use super::inline;
+use super::instant_stream;
 use super::pushdown::{self, PushdownQuery};
 use super::rollup::{self, Grid, RollupRead, WindowFold};
 use super::selector::{node_key, Store};
@@ -231,18 +233,80 @@ impl QueryEngine {
         opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
         let plan = parse(query)?;
+        self.instant_plan(&plan, query, time_ms, opts)
+    }
+
+    /// [`QueryEngine::instant_with`] on the calling thread, when the query is known to be cheap
+    /// (see [`super::inline`]): a local engine, no subquery, few series and samples by the
+    /// index. `None` when it is not, before anything is read: the caller then evaluates it
+    /// where blocking is allowed. A query that does not parse is answered here too.
+    pub fn instant_inline(
+        &self,
+        query: &str,
+        time_ms: i64,
+        opts: &QueryOptions,
+    ) -> Option<Result<QueryResult, QueryError>> {
+        let engine = self.source.local_engine()?;
+        let plan = match parse(query) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        if inline::has_subquery(plan.expr()) {
+            return None;
+        }
+        let grid = Grid {
+            start: time_ms,
+            end: time_ms,
+            step: 0,
+        };
+        let mut planner = self.planner(grid, &[]);
+        planner.walk(plan.expr(), time_ms, time_ms, true);
+        let reads = planner.ranges.values().map(|&(vs, a, b)| (vs, a, b));
+        match inline::small_enough(engine, reads) {
+            Ok(true) => Some(self.instant_plan(&plan, query, time_ms, opts)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn instant_plan(
+        &self,
+        plan: &Plan,
+        query: &str,
+        time_ms: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
         let deadline = Instant::now() + self.limits.timeout;
         let grid = Grid {
             start: time_ms,
             end: time_ms,
             step: 0,
         };
-        if let Some(r) = self.try_pushdown(&plan, query, grid, deadline, opts)? {
+        if let Some(r) = self.try_pushdown(plan, query, grid, deadline, opts)? {
             return Ok(r);
         }
-        let store = self.load(&plan, grid)?;
+        if let (true, true, Plan::Expr(e), Some(engine)) = (
+            self.series_eval,
+            self.streaming,
+            plan,
+            self.source.local_engine(),
+        ) {
+            let resolutions: &[i64] = if self.use_rollups {
+                &engine.options().downsample_resolutions_ms
+            } else {
+                &[]
+            };
+            let max = self.limits.max_samples;
+            if let Some(value) = instant_stream::try_instant(engine, e, time_ms, resolutions, max) {
+                return Ok(QueryResult {
+                    value: value?,
+                    warnings: Vec::new(),
+                });
+            }
+        }
+        let store = self.load(plan, grid)?;
         let ev = self.evaluator(&store, time_ms, time_ms, deadline);
-        let value = match eval_plan(&ev, &plan, time_ms)? {
+        let value = match eval_plan(&ev, plan, time_ms)? {
             StepValue::Scalar(v) => Value::Scalar(time_ms, v),
             StepValue::String(s) => Value::String(time_ms, s),
             StepValue::Vector(v) => {
@@ -459,6 +523,18 @@ impl QueryEngine {
         }
     }
 
+    fn planner<'e, 'r>(&self, grid: Grid, resolutions: &'r [i64]) -> Planner<'e, 'r> {
+        Planner {
+            start: grid.start,
+            end: grid.end,
+            lookback: self.limits.lookback_delta_ms,
+            grid,
+            resolutions,
+            ranges: HashMap::new(),
+            rollups: HashMap::new(),
+        }
+    }
+
     /// Reads every selector's data for the whole query in one storage call per selector (two
     /// for a selector answered from rollups: buckets and window edges).
     fn load(&self, plan: &Plan, grid: Grid) -> Result<Store, QueryError> {
@@ -468,15 +544,7 @@ impl QueryEngine {
             Some(engine) => &engine.options().downsample_resolutions_ms,
             None => &[],
         };
-        let mut planner = Planner {
-            start: grid.start,
-            end: grid.end,
-            lookback: self.limits.lookback_delta_ms,
-            grid,
-            resolutions,
-            ranges: HashMap::new(),
-            rollups: HashMap::new(),
-        };
+        let mut planner = self.planner(grid, resolutions);
         if let Plan::Window(_, Expr::MatrixSelector(ms)) = plan {
             planner.consider_rollup(ms);
         }

@@ -1,7 +1,7 @@
 //! The Prometheus HTTP API's `data` object for a query result, byte for byte as Prometheus
 //! writes it (timestamps as seconds with millisecond fraction, values as strings).
 
-use std::fmt::Write;
+use std::io::Write;
 
 use crate::storage::Labels;
 
@@ -14,116 +14,181 @@ pub fn render_data(result: &QueryResult) -> String {
     out
 }
 
-/// Appends what [`render_data`] returns to `out`, formatting every number in place: a day of
-/// points is rendered without an allocation per point.
+/// Appends what [`render_data`] returns to `out`.
 pub fn render_data_into(result: &QueryResult, out: &mut String) {
-    out.push_str("{\"resultType\":\"");
-    out.push_str(result.value.type_name());
-    out.push_str("\",\"result\":");
+    let mut bytes = std::mem::take(out).into_bytes();
+    render_data_bytes(result, &mut bytes);
+    // Everything written is ASCII or copied from a `&str`, so this never falls back.
+    *out = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+}
+
+/// Appends what [`render_data`] returns to `out` as UTF-8 bytes, formatting every number in
+/// place: a day of points is rendered without an allocation per point, and the buffer can
+/// become an HTTP body as it is.
+pub fn render_data_bytes(result: &QueryResult, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"resultType\":\"");
+    out.extend_from_slice(result.value.type_name().as_bytes());
+    out.extend_from_slice(b"\",\"result\":");
     match &result.value {
         Value::Scalar(t, v) => push_point(out, *t, *v),
         Value::String(t, s) => {
-            out.push('[');
+            out.push(b'[');
             push_timestamp(out, *t);
-            out.push(',');
+            out.push(b',');
             push_json_string(out, s);
-            out.push(']');
+            out.push(b']');
         }
         Value::Vector(samples) => {
-            out.push('[');
+            out.push(b'[');
             for (i, (labels, t, v)) in samples.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str("{\"metric\":");
+                out.extend_from_slice(b"{\"metric\":");
                 push_labels(out, labels);
-                out.push_str(",\"value\":");
+                out.extend_from_slice(b",\"value\":");
                 push_point(out, *t, *v);
-                out.push('}');
+                out.push(b'}');
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Matrix(series) => {
-            out.push('[');
+            out.push(b'[');
             for (i, (labels, points)) in series.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str("{\"metric\":");
+                out.extend_from_slice(b"{\"metric\":");
                 push_labels(out, labels);
-                out.push_str(",\"values\":[");
+                out.extend_from_slice(b",\"values\":[");
                 // About 24 bytes per point: reserve once instead of growing repeatedly.
                 out.reserve(points.len().saturating_mul(24));
                 for (j, (t, v)) in points.iter().enumerate() {
                     if j > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     push_point(out, *t, *v);
                 }
-                out.push_str("]}");
+                out.extend_from_slice(b"]}");
             }
-            out.push(']');
+            out.push(b']');
         }
     }
-    out.push('}');
+    out.push(b'}');
 }
 
-fn push_point(out: &mut String, t: i64, v: f64) {
-    out.push('[');
+#[inline]
+fn push_point(out: &mut Vec<u8>, t: i64, v: f64) {
+    out.push(b'[');
     push_timestamp(out, t);
-    out.push_str(",\"");
+    out.extend_from_slice(b",\"");
     // A formatted value never holds a character JSON needs escaped.
     push_sample_value(out, v);
-    out.push_str("\"]");
+    out.extend_from_slice(b"\"]");
 }
 
-fn push_labels(out: &mut String, labels: &Labels) {
-    out.push('{');
+fn push_labels(out: &mut Vec<u8>, labels: &Labels) {
+    out.push(b'{');
     for (i, l) in labels.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         push_json_string(out, &l.name);
-        out.push(':');
+        out.push(b':');
         push_json_string(out, &l.value);
     }
-    out.push('}');
+    out.push(b'}');
 }
 
-fn push_json_string(out: &mut String, s: &str) {
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
         return;
     }
     // serde_json never fails to encode a &str.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
+    out.extend_from_slice(
+        serde_json::to_string(s)
+            .unwrap_or_else(|_| "\"\"".to_string())
+            .as_bytes(),
+    );
 }
 
-fn push_timestamp(out: &mut String, ms: i64) {
+#[inline]
+fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
     let abs = ms.unsigned_abs();
     if ms < 0 {
-        out.push('-');
+        out.push(b'-');
     }
-    out.push_str(itoa::Buffer::new().format(abs / 1000));
+    out.extend_from_slice(itoa::Buffer::new().format(abs / 1000).as_bytes());
     // Below 1000, so the cast keeps every bit.
     let frac = (abs % 1000) as u32;
     if frac != 0 {
-        let digits = [
+        out.extend_from_slice(&[
             b'.',
             b'0' + (frac / 100) as u8,
             b'0' + (frac / 10 % 10) as u8,
             b'0' + (frac % 10) as u8,
-        ];
-        // ASCII digits and a dot: always valid UTF-8.
-        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+        ]);
     }
 }
 
-fn push_sample_value(out: &mut String, v: f64) {
+/// Powers of ten for the decimals [`push_short_decimal`] tries; every one is exact in f64.
+const SHORT_DECIMAL_SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
+
+/// Writes `v` as Go's shortest `'f'` formatting does when it has at most four decimals and
+/// fewer than 16 significant digits (sensor readings, counters, most rates); false, having
+/// written nothing, otherwise.
+///
+/// Why this is the shortest round-tripping form: IEEE division is correctly rounded, as is
+/// parsing, so `n / 10^k == v` holds exactly when the decimal `n·10^-k` parses to `v`. With
+/// `|n| < 10^15` a neighbouring decimal with the same `k` is a different double, so `n` is the
+/// only candidate with `k` decimals, and the smallest `k` that works gives the fewest
+/// significant digits. Rounding `v·10^k` to an integer finds that `n` whenever it exists: the product's
+/// rounding error is far below one half at these magnitudes. Ryu costs several times this.
+#[inline]
+fn push_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    for (k, scale) in SHORT_DECIMAL_SCALES.iter().enumerate() {
+        let x = v * scale;
+        if x.abs() >= 1e15 {
+            return false;
+        }
+        // Rounded by hand: `f64::round` is a libm call here. Adding the half can itself round
+        // up a value just below it, which only yields a candidate the check below rejects.
+        let n = (x + 0.5f64.copysign(x)) as i64;
+        if n as f64 / scale != v {
+            continue;
+        }
+        if n < 0 {
+            out.push(b'-');
+        }
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(n.unsigned_abs()).as_bytes();
+        if k == 0 {
+            out.extend_from_slice(digits);
+        } else if digits.len() > k {
+            let (int, frac) = digits.split_at(digits.len() - k);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        } else {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', k - digits.len()));
+            out.extend_from_slice(digits);
+        }
+        return true;
+    }
+    false
+}
+
+fn push_sample_value(out: &mut Vec<u8>, v: f64) {
     let abs = v.abs();
     if (1e-5..1e16).contains(&abs) {
+        if push_short_decimal(out, v) {
+            return;
+        }
         // core::fmt's float formatting was half the time of a long matrix answer. In this
         // range ryu writes plain decimals with the same shortest digits, only with a `.0` on
         // integers, except on an exact tie between two shortest candidates (ryu rounds half to
@@ -139,22 +204,22 @@ fn push_sample_value(out: &mut String, v: f64) {
             .filter(u8::is_ascii_digit)
             .count();
         if significant < 16 {
-            out.push_str(s);
+            out.extend_from_slice(s.as_bytes());
         } else {
             let _ = write!(out, "{v}");
         }
     } else if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
         let _ = write!(out, "{v}");
     } else {
-        out.push_str(&format_sample_value(v));
+        out.extend_from_slice(format_sample_value(v).as_bytes());
     }
 }
 
 /// Milliseconds as seconds, the way Prometheus' `MarshalTimestamp` writes them (`1.5` → `1.500`).
 pub fn format_timestamp(ms: i64) -> String {
-    let mut s = String::new();
+    let mut s = Vec::new();
     push_timestamp(&mut s, ms);
-    s
+    String::from_utf8(s).unwrap_or_default()
 }
 
 /// A sample value as Prometheus writes it: Go's `strconv.FormatFloat` with `'f'` format, or
@@ -208,15 +273,13 @@ mod tests {
     }
 
     fn fast_value(v: f64) -> String {
-        let mut s = String::new();
+        let mut s = Vec::new();
         push_sample_value(&mut s, v);
-        s
+        String::from_utf8(s).unwrap()
     }
 
     fn fast_timestamp(ms: i64) -> String {
-        let mut s = String::new();
-        push_timestamp(&mut s, ms);
-        s
+        format_timestamp(ms)
     }
 
     #[test]
@@ -249,6 +312,15 @@ mod tests {
             1125899906842624.2,
             12.5,
             0.125,
+            21.3,
+            -21.3,
+            0.0001,
+            0.00012,
+            -0.0005,
+            999999999999999.0,
+            99999999999.9999,
+            100000000000.0001,
+            12345678901234.5,
         ] {
             assert_eq!(fast_value(v), slow_value(v), "{v:e}");
         }
@@ -269,6 +341,19 @@ mod tests {
             proptest::prop_assert_eq!(fast_value(small), slow_value(small));
             let rounded = (small * 100.0).round() / 100.0;
             proptest::prop_assert_eq!(fast_value(rounded), slow_value(rounded));
+        }
+
+        /// Short decimals (the fast path) and their near misses, at every magnitude.
+        #[test]
+        fn short_decimals_match_core_fmt(
+            mantissa in -10_000_000_000_000_000i64..10_000_000_000_000_000,
+            decimals in 0i32..8,
+            nudge in -2i64..=2,
+        ) {
+            let v = mantissa as f64 / 10f64.powi(decimals);
+            proptest::prop_assert_eq!(fast_value(v), slow_value(v));
+            let near = f64::from_bits(v.to_bits().wrapping_add_signed(nudge));
+            proptest::prop_assert_eq!(fast_value(near), slow_value(near));
         }
 
         #[test]

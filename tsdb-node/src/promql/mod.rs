@@ -19,7 +19,9 @@
 //! all matched series in the window: one value per evaluation time, without labels, and no
 //! value where the window holds no sample. Only the whole query may have this form.
 //!
-//! Evaluation is synchronous and CPU-bound: call it from a blocking thread in async code.
+//! Evaluation is synchronous and CPU-bound: call it from a blocking thread in async code,
+//! except through [`QueryEngine::instant_inline`], which only evaluates queries it has found
+//! cheap (see `inline`).
 
 mod aggregate;
 mod binary;
@@ -27,6 +29,8 @@ mod engine;
 mod error;
 mod eval;
 pub(crate) mod functions;
+mod inline;
+mod instant_stream;
 mod json;
 pub mod pushdown;
 mod rollup;
@@ -38,6 +42,8 @@ mod value;
 
 pub use engine::{QueryEngine, QueryLimits, QueryOptions, MAX_STEPS};
 pub use error::QueryError;
-pub use json::{format_sample_value, format_timestamp, render_data, render_data_into};
+pub use json::{
+    format_sample_value, format_timestamp, render_data, render_data_bytes, render_data_into,
+};
 pub use source::{SeriesSource, Sourced};
 pub use value::{QueryResult, Value, STALE_NAN_BITS};

@@ -422,8 +422,14 @@ pub(crate) fn merge_newer(older: Vec<Sample>, newer: &[Sample]) -> Vec<Sample> {
     if older.is_empty() {
         return newer.to_vec();
     }
-    let mut out = Vec::with_capacity(older.len() + newer.len());
-    merge_override(&older, newer.iter().copied(), &mut out);
+    // Usually the newer source (the head, a later segment) overlaps only the end of the older
+    // one, if at all: keep the untouched prefix in place and merge just the overlapping tail.
+    let first = newer.first().map_or(i64::MAX, |s| s.t);
+    let keep = older.partition_point(|s| s.t < first);
+    let mut out = older;
+    let tail = out.split_off(keep);
+    out.reserve(tail.len() + newer.len());
+    merge_override(&tail, newer.iter().copied(), &mut out);
     out
 }
 
@@ -451,5 +457,20 @@ mod tests {
         assert_eq!(surely_covered(0, 3_599, 60), Some((0, 3_599)));
         assert_eq!(surely_covered(30, 3_599, 60), Some((60, 3_599)));
         assert_eq!(surely_covered(30, 59, 60), None);
+    }
+
+    proptest::proptest! {
+        /// Keeping the older prefix in place gives the plain merge's answer.
+        #[test]
+        fn merge_newer_equals_the_plain_merge(
+            older in proptest::collection::btree_set(0i64..200, 0..60),
+            newer in proptest::collection::btree_set(0i64..200, 0..30),
+        ) {
+            let older: Vec<Sample> = older.into_iter().map(|t| Sample::new(t, 1.0)).collect();
+            let newer: Vec<Sample> = newer.into_iter().map(|t| Sample::new(t, 2.0)).collect();
+            let mut want = Vec::new();
+            merge_override(&older, newer.iter().copied(), &mut want);
+            proptest::prop_assert_eq!(merge_newer(older, &newer), want);
+        }
     }
 }

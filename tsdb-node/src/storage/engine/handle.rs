@@ -91,7 +91,10 @@ impl SegmentHandle {
         maxt: i64,
         out: &mut Vec<Sample>,
     ) -> Result<(), StorageError> {
-        for e in self.raw_chunks(id, mint, maxt)? {
+        let chunks = self.raw_chunks(id, mint, maxt)?;
+        // Sized once: growing while decoding a day of chunks copied it several times over.
+        out.reserve(chunks.iter().map(|e| e.count as usize).sum());
+        for e in chunks {
             // Decoded in place, then trimmed to the range: a chunk's timestamps are strictly
             // increasing (checked by `decode` against the index entry's bounds and count).
             let start = out.len();

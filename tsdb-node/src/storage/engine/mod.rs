@@ -10,6 +10,7 @@ mod checkpoint;
 mod compact;
 mod downsample;
 mod each;
+mod estimate;
 mod handle;
 mod maintenance;
 mod recovery;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 pub use each::Selection;
+pub use estimate::ReadEstimate;
 pub use handle::SegmentHandle;
 pub use maintenance::MaintenanceHandle;
 

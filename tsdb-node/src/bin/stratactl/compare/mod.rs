@@ -55,6 +55,13 @@ pub struct CompareArgs {
     /// Skip the query benchmark.
     #[arg(long)]
     pub no_queries: bool,
+    /// Query benchmark against Strata alone (no Prometheus, no ratios): for iterating on
+    /// Strata's query path.
+    #[arg(long)]
+    pub strata_only: bool,
+    /// Only the benchmark queries whose name or PromQL contains this text.
+    #[arg(long)]
+    pub query_filter: Option<String>,
 }
 
 /// One ingest workload: a protocol and shape, sent to Strata and, when it has one, to the

@@ -70,9 +70,18 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         },
     ];
 
+    let queries: Vec<BenchQuery> = queries
+        .into_iter()
+        .filter(|q| {
+            a.query_filter
+                .as_deref()
+                .is_none_or(|f| q.name.contains(f) || q.promql.contains(f))
+        })
+        .collect();
     eprintln!(
-        "queries: loading {} samples into Strata and Prometheus by remote write",
-        w.sample_count()
+        "queries: loading {} samples into Strata{} by remote write",
+        w.sample_count(),
+        if a.strata_only { "" } else { " and Prometheus" }
     );
     // One connection, so that the data arrives in time order: Prometheus refuses samples more
     // than an hour older than its newest ("out of bounds"), which parallel connections drifting
@@ -87,9 +96,15 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         },
     )?;
     let strata = Server::start(System::Strata, programs)?;
+    eprintln!("  Strata runs as pid {}", strata.pid());
     drive(Protocol::RemoteWrite, &strata.endpoints, &work).context("loading Strata")?;
-    let prometheus = Server::start(System::Prometheus, programs)?;
-    drive(Protocol::RemoteWrite, &prometheus.endpoints, &work).context("loading Prometheus")?;
+    let prometheus = if a.strata_only {
+        None
+    } else {
+        let p = Server::start(System::Prometheus, programs)?;
+        drive(Protocol::RemoteWrite, &p.endpoints, &work).context("loading Prometheus")?;
+        Some(p)
+    };
     drop(work);
     eprintln!("  compacting Strata; waiting for Prometheus to compact its head");
     strata
@@ -97,7 +112,9 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         .api
         .post_empty("/api/v1/admin/compact")
         .context("compacting Strata")?;
-    settle_prometheus(&prometheus.endpoints.api)?;
+    if let Some(p) = &prometheus {
+        settle_prometheus(&p.endpoints.api)?;
+    }
 
     let start = seconds(end_ms - day_ms);
     let end = seconds(end_ms);
@@ -116,14 +133,35 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         } else {
             "/api/v1/query"
         };
-        let servers = [&strata, &prometheus];
+        let servers: Vec<&Server> = std::iter::once(&strata).chain(&prometheus).collect();
         let mut answers = Vec::new();
-        for s in servers {
+        for s in &servers {
             // Warm-up runs (page cache, lazy index loads) are not counted.
             s.endpoints.api.get_plain(path, &params)?;
             answers.push(Digest::of(&s.endpoints.api.get_data(path, &params)?));
         }
-        let agree = answers[0].agrees(&answers[1]);
+        let Some(reference) = answers.get(1) else {
+            let mut lat = Vec::new();
+            for _ in 0..a.repeat.max(1) {
+                let t = Instant::now();
+                strata.endpoints.api.get_plain(path, &params)?;
+                lat.push(t.elapsed());
+            }
+            let ls = Percentiles::of(lat);
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let (p50, p99) = (ms(ls.at(50.0)), ms(ls.at(99.0)));
+            eprintln!("  {}: Strata p50 {p50:.2} ms p99 {p99:.2} ms", q.name);
+            rows.push(Row {
+                workload: format!("query: {} (`{}`)", q.name, q.promql),
+                strata: format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+                reference: "—".into(),
+                ratio: None,
+                goal: String::new(),
+                met: None,
+            });
+            continue;
+        };
+        let agree = answers[0].agrees(reference);
         if !agree {
             eprintln!(
                 "  WARNING: answers differ for {}: Strata {:?}, Prometheus {:?}",
@@ -132,7 +170,7 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         }
         let mut lat = [Vec::new(), Vec::new()];
         for _ in 0..a.repeat.max(1) {
-            for (i, s) in servers.iter().enumerate() {
+            for (i, s) in servers.iter().enumerate().take(2) {
                 let t = Instant::now();
                 s.endpoints.api.get_plain(path, &params)?;
                 lat[i].push(t.elapsed());

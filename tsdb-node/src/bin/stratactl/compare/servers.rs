@@ -167,6 +167,11 @@ impl Server {
         )
     }
 
+    /// The server's process id (for attaching a profiler).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last lines of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
