@@ -1,27 +1,37 @@
 //! Real `strata-node` processes forming a cluster on loopback, for the cluster tests.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 pub const SECRET: &str = "test-cluster-secret";
 
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A loopback address of its own for each node this test process starts: a port picked
+/// free and released before the node binds it could be taken meanwhile by another test
+/// binary binding 127.0.0.1:0; on an address no other process uses, it cannot. (The second
+/// octet follows the process, 30–79, clear of the cluster twin's 100–199.)
+fn node_ip() -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Ipv4Addr::new(
+        127,
+        30 + (std::process::id() % 50) as u8,
+        (n / 200) as u8,
+        10 + (n % 200) as u8,
+    )
 }
 
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+fn free_tcp(ip: Ipv4Addr) -> SocketAddr {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+}
+
+fn free_udp(ip: Ipv4Addr) -> SocketAddr {
+    UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap()
 }
 
 /// One node process with fixed addresses, so it can be killed and restarted in place.
@@ -54,11 +64,12 @@ impl ProcNode {
         let id = format!("node-{index}");
         let dir = root.join(&id);
         std::fs::create_dir_all(&dir).unwrap();
-        let gossip = free_udp();
+        let ip = node_ip();
+        let gossip = free_udp(ip);
         let n = ProcNode {
             id,
-            http: free_tcp(),
-            grpc: free_tcp(),
+            http: free_tcp(ip),
+            grpc: free_tcp(ip),
             gossip,
             dir,
             child: None,
@@ -72,8 +83,8 @@ impl ProcNode {
              replication_factor: {rf}\n  gossip_interval: 200ms\n  rpc_timeout: 3s\n{extra}",
             id = n.id,
             http = n.http,
-            bin = free_tcp(),
-            tcp = free_tcp(),
+            bin = free_tcp(ip),
+            tcp = free_tcp(ip),
             d = n.dir.display(),
             grpc = n.grpc,
         );
