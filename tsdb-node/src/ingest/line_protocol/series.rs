@@ -42,6 +42,12 @@ impl SeriesOutcome {
 struct Run<'b> {
     /// `measurement,tags` exactly as written; `None` after a line whose key was invalid.
     key: Option<&'b str>,
+    /// Byte offset of the end of the current line's key.
+    key_end: usize,
+    /// Why the current line's key cannot be stored (a reserved tag key). Reported after the
+    /// line's fields and timestamp are checked, so that a line with several faults gets the
+    /// error the flat parse gives it.
+    invalid: Option<String>,
     measurement: String,
     /// Sanitised tags, without the metric name.
     tags: Vec<Label>,
@@ -53,20 +59,25 @@ impl<'b> Run<'b> {
     /// Parses `line`'s key and starts a run with it.
     fn restart(&mut self, line: &'b str) -> Result<(), String> {
         self.key = None;
+        self.invalid = None;
         self.fields.clear();
         self.tags.clear();
         let key = parse_key(line)?;
         for (name, value) in key.tags {
             let label = sanitize_label_name(&name);
             if label.starts_with("__") {
-                return Err(format!(
+                self.invalid = Some(format!(
                     "tag key {name:?} is reserved: names starting with \"__\" are internal"
                 ));
+                break;
             }
             self.tags.push(Label::new(label, value));
         }
         self.measurement = key.measurement;
-        self.key = Some(line.get(..key.end).unwrap_or(line));
+        self.key_end = key.end;
+        if self.invalid.is_none() {
+            self.key = Some(line.get(..key.end).unwrap_or(line));
+        }
         Ok(())
     }
 
@@ -115,8 +126,7 @@ impl<'b> Run<'b> {
         opts: &LineOptions,
         out: &mut SeriesOutcome,
     ) -> Result<(), String> {
-        let key_len = self.key.map_or(0, str::len);
-        let (fields, ts) = parse_tail(line, key_len)?;
+        let (fields, ts) = parse_tail(line, self.key_end)?;
         let t = match ts {
             Some(ts) => opts
                 .precision
@@ -124,6 +134,9 @@ impl<'b> Run<'b> {
                 .ok_or_else(|| format!("timestamp {ts} overflows in {:?}", opts.precision))?,
             None => opts.now_ms,
         };
+        if let Some(reason) = self.invalid.take() {
+            return Err(reason);
+        }
         match fields {
             Fields::Bare(v) => self.push(String::new(), Sample::new(t, v), out),
             Fields::Named(fields) => {

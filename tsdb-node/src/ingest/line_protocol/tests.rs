@@ -246,6 +246,30 @@ fn reserved_tag_keys_are_refused() {
     assert!(out.errors[0].message.contains("reserved"));
 }
 
+/// A line with a reserved tag key and another fault gets the same error from both parses
+/// (the fields are checked first). Found by `series_parse_equals_the_flat_parse`.
+#[test]
+fn both_parses_report_the_same_fault_of_a_line_with_several() {
+    for line in [
+        "0,\".=\"",
+        "m,__x=1",
+        "m,__x=1 v=abc",
+        "m,__x=1 v=1 12x",
+        "m,__x=1 v=1 99999999999999999",
+        "m,__x=1 v=1",
+    ] {
+        let body = format!("good v=1 1\n{line}\n{line}\ngood v=2 2");
+        let opts = LineOptions::new(Precision::Hours, 0);
+        let flat = parse(&body, &ms());
+        let grouped = series::parse_series(&body, &ms());
+        assert_eq!(flat.errors, grouped.errors, "{line}");
+        assert_eq!(flat.errors.len(), 2, "{line}");
+        let flat = parse(&body, &opts);
+        let grouped = series::parse_series(&body, &opts);
+        assert_eq!(flat.errors, grouped.errors, "{line}");
+    }
+}
+
 #[test]
 fn every_error_is_reported_with_its_line() {
     let cases: &[(&str, &str)] = &[
