@@ -188,12 +188,27 @@ fn five_nodes_rf3_place_three_copies_and_stay_complete_with_one_down() {
         assert_eq!(ring(n), ring(&nodes[0]));
     }
 
+    // Data for the seeds' own endpoints: seed 001's device metrics and seed 004's series ids.
+    let mut seed_body = String::new();
+    for d in 0..SERIES as i64 {
+        for k in 0..5 {
+            let t = T0 + k * 1000;
+            seed_body.push_str(&format!(
+                "temperature,device_id=dev{d} value={} {t}\n",
+                d * 10 + k
+            ));
+        }
+        seed_body.push_str(&format!("ztsdb_series,series_id={d} value={d} {T0}\n"));
+    }
+    assert_eq!(nodes[0].write_lines(&seed_body), Ok(204));
+
     nodes[4].kill9();
     for seq in 20..30 {
         assert!(write_round(&nodes, seq, &mut acked), "write {seq} failed");
     }
     for n in &nodes[..4] {
         assert_complete(n, &acked, &format!("{} with node-5 down", n.id));
+        assert_seed_endpoints_complete(n);
     }
     // Series and label endpoints fan out too.
     let (status, v) = nodes[0].get_json("/api/v1/label/device/values");
@@ -201,6 +216,47 @@ fn five_nodes_rf3_place_three_copies_and_stay_complete_with_one_down() {
     assert_eq!(v["data"].as_array().unwrap().len(), SERIES, "{v}");
     let (_, v) = nodes[1].get_json("/api/v1/series?match%5B%5D=temp");
     assert_eq!(v["data"].as_array().unwrap().len(), SERIES, "{v}");
+}
+
+/// The seeds' query endpoints answer for the whole cluster, not only for what `node` stores.
+fn assert_seed_endpoints_complete(node: &ProcNode) {
+    let (status, v) = node.get_json("/series");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["count"], SERIES * 3, "{}: /series {v}", node.id);
+    assert!(v.get("warnings").is_none(), "{v}");
+    for d in 0..SERIES as i64 {
+        let (status, v) = node.get_json(&format!("/query?metric=temperature&device_id=dev{d}"));
+        assert_eq!(status, 200, "{v}");
+        let values = v["values"].as_array().unwrap();
+        assert_eq!(
+            values.len(),
+            5,
+            "{}: seed 000 query of dev{d}: {v}",
+            node.id
+        );
+        assert_eq!(values[4][1].as_f64(), Some((d * 10 + 4) as f64), "{v}");
+
+        let (status, v) = node.get_json(&format!("/query?series={d}"));
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            v["count"], 1,
+            "{}: seed 004 query of series {d}: {v}",
+            node.id
+        );
+        assert_eq!(v["points"][0]["value"].as_f64(), Some(d as f64), "{v}");
+
+        let body =
+            format!(r#"{{"device_id":"dev{d}","metric_name":"temperature","operation":"sum"}}"#);
+        let mut r = common::cluster::agent()
+            .post(node.url("/query"))
+            .header("Content-Type", "application/json")
+            .send(body.as_str())
+            .unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        assert_eq!(v["count"], 5, "{}: seed 001 query of dev{d}: {v}", node.id);
+        assert_eq!(v["result"].as_f64(), Some((d * 50 + 10) as f64), "{v}");
+        assert!(v.get("warnings").is_none(), "{v}");
+    }
 }
 
 #[test]

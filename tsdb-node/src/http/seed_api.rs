@@ -2,6 +2,11 @@
 //! - seed 000 `GET /query?metric=..&from=..&to=..[&tag=value...]` (Grafana Infinity);
 //! - seed 004 `GET /query?series=ID&start=..&end=..`, `GET /stats`, `GET /series`;
 //! - seed 001 `POST /query` (one aggregate of a device's metric) and `DELETE /query`.
+//!
+//! In a cluster the reads fan out like the Prometheus API's (through the query engine's
+//! [`SeriesSource`]), so any node answers for all the data; when replicas were unreachable
+//! the answer carries the source's `warnings`. `/stats` stays node-local: it describes this
+//! node's storage.
 
 use std::time::Instant;
 
@@ -14,6 +19,9 @@ use serde_json::{json, Value};
 use super::error::blocking;
 use super::params::{pairs, parse_time_ms};
 use super::{ApiError, AppState};
+use crate::promql::source::SelectedSeries;
+use crate::promql::Sourced;
+use crate::storage::codec::Aggregate;
 use crate::storage::{Matcher, METRIC_NAME_LABEL};
 
 /// Metric name the binary protocol's series live under (DESIGN.md "Data model").
@@ -41,6 +49,26 @@ fn json_number(v: f64) -> Value {
     serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
 }
 
+/// The selected series' samples in `[mint, maxt]`, from wherever the query engine reads.
+async fn select(
+    ctx: &AppState,
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
+) -> Result<Sourced<SelectedSeries>, ApiError> {
+    let source = ctx.queries.source().clone();
+    blocking(move || Ok(source.select(&matchers, mint, maxt)?)).await
+}
+
+/// `body` with the source's warnings added, when there are any.
+fn with_warnings(mut body: Value, mut warnings: Vec<String>) -> Response {
+    warnings.dedup();
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Json(body).into_response()
+}
+
 pub async fn get_query(
     State(ctx): State<AppState>,
     RawQuery(q): RawQuery,
@@ -59,16 +87,17 @@ pub async fn get_query(
             Matcher::equal(METRIC_NAME_LABEL, BINARY_METRIC),
             Matcher::equal("series_id", id.to_string()),
         ];
-        let engine = ctx.engine.clone();
-        let found = blocking(move || Ok(engine.select(&matchers, start, end)?)).await?;
+        let found = select(&ctx, matchers, start, end).await?;
         let points: Vec<Value> = found
+            .data
             .iter()
-            .flat_map(|s| s.samples.iter())
+            .flat_map(|(_, samples)| samples.iter())
             .map(|x| json!({"timestamp": x.t, "value": json_number(x.v)}))
             .collect();
-        return Ok(
-            Json(json!({"series_id": id, "count": points.len(), "points": points})).into_response(),
-        );
+        return Ok(with_warnings(
+            json!({"series_id": id, "count": points.len(), "points": points}),
+            found.warnings,
+        ));
     }
     let Some(metric) = get("metric") else {
         return Err(ApiError::bad_data(
@@ -83,18 +112,21 @@ pub async fn get_query(
             matchers.push(Matcher::equal(k.clone(), v.clone()));
         }
     }
-    let engine = ctx.engine.clone();
-    let found = blocking(move || Ok(engine.select(&matchers, from, to)?)).await?;
+    let found = select(&ctx, matchers, from, to).await?;
     let mut values: Vec<(i64, f64)> = found
+        .data
         .iter()
-        .flat_map(|s| s.samples.iter().map(|x| (x.t, x.v)))
+        .flat_map(|(_, samples)| samples.iter().map(|x| (x.t, x.v)))
         .collect();
     values.sort_by_key(|v| v.0);
     let values: Vec<Value> = values
         .iter()
         .map(|(t, v)| json!([rfc3339(*t), json_number(*v)]))
         .collect();
-    Ok(Json(json!({"metric": metric, "values": values})).into_response())
+    Ok(with_warnings(
+        json!({"metric": metric, "values": values}),
+        found.warnings,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -143,13 +175,29 @@ pub async fn post_query(State(ctx): State<AppState>, body: String) -> Result<Res
     }
     let matchers = device_matchers(&q);
     let (t0, t1) = seconds_range(&q);
-    let engine = ctx.engine.clone();
+    let source = ctx.queries.source().clone();
     let started = Instant::now();
-    let aggs = blocking(move || Ok(engine.aggregate(&matchers, t0, t1)?)).await?;
-    let mut total = crate::storage::codec::Aggregate::new();
-    for a in &aggs {
-        total.merge(&a.aggregate);
-    }
+    let (total, warnings) = blocking(move || {
+        let mut total = Aggregate::new();
+        // One node's storage aggregates from chunk summaries; a fan-out reads the samples
+        // (deduplicated across replicas) and folds them here.
+        if let Some(engine) = source.local_engine() {
+            for a in engine.aggregate(&matchers, t0, t1)? {
+                total.merge(&a.aggregate);
+            }
+            return Ok((total, Vec::new()));
+        }
+        let found = source.select(&matchers, t0, t1.saturating_sub(1))?;
+        for (_, samples) in &found.data {
+            let mut series = Aggregate::new();
+            for x in samples {
+                series.add(*x);
+            }
+            total.merge(&series);
+        }
+        Ok((total, found.warnings))
+    })
+    .await?;
     let result = match op.as_str() {
         _ if total.count == 0 => Value::Null,
         "avg" => json_number(total.sum / total.count as f64),
@@ -158,15 +206,17 @@ pub async fn post_query(State(ctx): State<AppState>, body: String) -> Result<Res
         "max" => json_number(total.max),
         _ => json!(total.count),
     };
-    Ok(Json(json!({
-        "device_id": q.device_id,
-        "metric_name": q.metric_name,
-        "operation": op,
-        "result": result,
-        "count": total.count,
-        "duration_ns": started.elapsed().as_nanos() as u64,
-    }))
-    .into_response())
+    Ok(with_warnings(
+        json!({
+            "device_id": q.device_id,
+            "metric_name": q.metric_name,
+            "operation": op,
+            "result": result,
+            "count": total.count,
+            "duration_ns": started.elapsed().as_nanos() as u64,
+        }),
+        warnings,
+    ))
 }
 
 /// Deletes a device's metric (optionally within `start_time`..`end_time`, Unix seconds).
@@ -213,14 +263,15 @@ pub async fn stats(State(ctx): State<AppState>) -> Result<Response, ApiError> {
 }
 
 pub async fn series_list(State(ctx): State<AppState>) -> Result<Response, ApiError> {
-    let engine = ctx.engine.clone();
+    let source = ctx.queries.source().clone();
     let all = blocking(move || {
         let any = Matcher::new(crate::storage::MatchOp::RegexMatch, METRIC_NAME_LABEL, ".+")
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(engine.series(&[any], i64::MIN, i64::MAX)?)
+        Ok(source.series(&[any], i64::MIN, i64::MAX)?)
     })
     .await?;
     let list: Vec<Value> = all
+        .data
         .iter()
         .map(|l| {
             let labels: serde_json::Map<String, Value> = l
@@ -230,5 +281,8 @@ pub async fn series_list(State(ctx): State<AppState>) -> Result<Response, ApiErr
             json!({"metric": l.metric_name(), "labels": labels})
         })
         .collect();
-    Ok(Json(json!({"count": list.len(), "series": list})).into_response())
+    Ok(with_warnings(
+        json!({"count": list.len(), "series": list}),
+        all.warnings,
+    ))
 }
