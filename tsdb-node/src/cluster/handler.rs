@@ -61,6 +61,18 @@ async fn blocking<T: Send + 'static>(
         .map_err(status)
 }
 
+/// The out-of-order window a write is checked against. A hint was accepted by the other
+/// replicas when it was stored, `now - hinted_at` ago, against a newest sample that has moved
+/// on by about as much since: the window grows by that age, so that a node that was down for
+/// longer than the window still takes its hints (and anti-entropy need not bring them), while
+/// a sample the replicas refused back then is refused here too.
+fn hint_window(window_ms: i64, hinted_at_ms: i64, now_ms: i64) -> i64 {
+    if hinted_at_ms == 0 {
+        return window_ms;
+    }
+    window_ms.saturating_add(now_ms.saturating_sub(hinted_at_ms).max(0))
+}
+
 impl RpcHandler {
     pub fn new(engine: Arc<Engine>, tombstones: Arc<TombstoneStore>) -> Self {
         RpcHandler { engine, tombstones }
@@ -88,9 +100,14 @@ impl RpcHandler {
                 s.values = samples.iter().map(|x| x.v).collect();
             }
         }
+        let window = hint_window(
+            self.engine.options().out_of_order_window_ms,
+            req.hinted_at_ms,
+            super::deletes::now_ms(),
+        );
         let batch = rpc::write_batch(req).map_err(malformed)?;
         let engine = self.engine.clone();
-        let outcome = blocking(move || engine.append_labeled(&batch)).await?;
+        let outcome = blocking(move || engine.append_labeled_within(&batch, window)).await?;
         Ok(WriteResponse {
             appended: outcome.appended as u64,
             rejected: outcome
@@ -253,5 +270,73 @@ impl RpcHandler {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::rpc::{LabelPair, SeriesSamples};
+    use crate::storage::options::EngineOptions;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn write(t: i64, hinted_at_ms: i64) -> WriteRequest {
+        WriteRequest {
+            hinted_at_ms,
+            series: vec![SeriesSamples {
+                labels: vec![LabelPair {
+                    name: "__name__".into(),
+                    value: "m".into(),
+                }],
+                timestamps: vec![t],
+                values: vec![1.0],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_hint_gets_the_window_widened_by_its_age() {
+        assert_eq!(hint_window(HOUR, 0, 10 * HOUR), HOUR);
+        assert_eq!(hint_window(HOUR, 7 * HOUR, 10 * HOUR), 4 * HOUR);
+        // A clock that went backwards does not narrow the window.
+        assert_eq!(hint_window(HOUR, 11 * HOUR, 10 * HOUR), HOUR);
+        assert_eq!(hint_window(i64::MAX, 1, i64::MAX), i64::MAX);
+    }
+
+    /// A node that was down for longer than the out-of-order window takes the hints of its
+    /// downtime; a live write that old is still refused, and so is a hint that was already
+    /// too old when it was stored.
+    #[tokio::test]
+    async fn hints_older_than_the_window_are_stored_when_they_were_in_it_at_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = EngineOptions::new(dir.path().join("data"));
+        o.wal_sync = false;
+        o.out_of_order_window_ms = HOUR;
+        let engine = Arc::new(Engine::open(o).unwrap());
+        let tombstones = Arc::new(TombstoneStore::open(&dir.path().join("state")).unwrap());
+        let handler = RpcHandler::new(engine.clone(), tombstones);
+        let now = deletes::now_ms();
+
+        // The node is back: a live write moves its newest sample to now.
+        let r = handler.write(write(now, 0)).await.unwrap();
+        assert_eq!((r.appended, r.rejected.len()), (1, 0));
+        let three_hours_ago = now - 3 * HOUR;
+        let r = handler.write(write(three_hours_ago, 0)).await.unwrap();
+        assert_eq!(r.rejected.len(), 1, "a live write outside the window");
+        let r = handler
+            .write(write(three_hours_ago, three_hours_ago + 60_000))
+            .await
+            .unwrap();
+        assert_eq!((r.appended, r.rejected.len()), (1, 0), "{r:?}");
+        let r = handler
+            .write(write(three_hours_ago, now - 30 * 60_000))
+            .await
+            .unwrap();
+        assert_eq!(r.rejected.len(), 1, "already too old when hinted: {r:?}");
+        let stored = engine
+            .select(&[crate::storage::Matcher::equal("__name__", "m")], 0, now)
+            .unwrap();
+        assert_eq!(stored[0].samples.len(), 2);
     }
 }

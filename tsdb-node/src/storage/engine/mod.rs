@@ -264,6 +264,15 @@ impl Engine {
         &self,
         batch: &[(Labels, Sample)],
     ) -> Result<AppendOutcome, StorageError> {
+        self.append_labeled_within(batch, self.opts.out_of_order_window_ms)
+    }
+
+    /// [`Engine::append_labeled`] refusing samples older than the newest minus `window` ms.
+    pub fn append_labeled_within(
+        &self,
+        batch: &[(Labels, Sample)],
+        window: i64,
+    ) -> Result<AppendOutcome, StorageError> {
         // Known series are resolved under one read lock for the whole batch, and a run of
         // samples of the same series (remote write and line protocol send them adjacent) is
         // resolved once: a catalog lookup hashes every label, which dominates small appends.
@@ -299,7 +308,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        self.append_mapped(&ids, &index, refused, self.opts.out_of_order_window_ms)
+        self.append_mapped(&ids, &index, refused, window)
     }
 
     /// Appends samples grouped by series: each label set once with its samples in order. The
