@@ -229,7 +229,7 @@ impl Node {
 
         if let Some(addr) = &cfg.mqtt.embedded_broker {
             let addr = addr.parse().context("mqtt.embedded_broker")?;
-            if let Err(e) = mqtt::start_embedded(addr) {
+            if let Err(e) = mqtt::start_embedded(addr).await {
                 tracing::warn!(error = %e, "not starting the embedded MQTT broker; using whatever listens there");
             }
         }
