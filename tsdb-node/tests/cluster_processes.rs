@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::{start_cluster, wait_converged, NodeHttp, ProcNode};
+use common::cluster::{start_cluster, start_cluster_with, wait_converged, NodeHttp, ProcNode};
 use serde_json::Value;
 
 const T0: i64 = 1_700_000_000_000;
@@ -262,8 +262,17 @@ fn assert_seed_endpoints_complete(node: &ProcNode) {
 #[test]
 fn decommission_under_load_hands_over_every_sample_with_rf_copies() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = start_cluster(root.path(), 4, 2, "");
+    // The default out-of-order window (the harness turns it off elsewhere).
+    let mut nodes = start_cluster_with(root.path(), 4, 2, "", |yaml| {
+        yaml.replace("out_of_order_window: 0", "out_of_order_window: 1h")
+    });
     let mut acked = Acked::default();
+    // Three hours before the rest: older than the out-of-order window once the newer data is
+    // in, so a new owner takes it only as a handover.
+    assert!(
+        write_round(&nodes, -3 * 3_600, &mut acked),
+        "old write failed"
+    );
     for seq in 0..20 {
         assert!(write_round(&nodes, seq, &mut acked), "write {seq} failed");
     }

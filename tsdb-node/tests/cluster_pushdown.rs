@@ -366,6 +366,7 @@ fn write_to_one_replica(node: &ProcNode, k: i64) {
             WriteRequest {
                 series,
                 hinted_at_ms: 0,
+                handover: false,
             },
         ))
         .unwrap();

@@ -115,11 +115,27 @@ impl Cluster {
             .and_then(|m| m.grpc_addr)
             .ok_or_else(|| format!("address of {node} unknown"))?;
         let all: Vec<usize> = (0..batch.len()).collect();
-        let (req, _) = rpc::write_request(batch, &all);
-        self.peers
+        let (mut req, order) = rpc::write_request(batch, &all);
+        req.handover = true;
+        let resp = self
+            .peers
             .write(addr, req)
             .await
             .map_err(|s| format!("{node}: {}", s.message()))?;
+        // A refused sample would only show in verification, as a count; name it here.
+        if let Some(r) = resp.rejected.first() {
+            let what = usize::try_from(r.index)
+                .ok()
+                .and_then(|i| order.get(i))
+                .and_then(|&i| batch.get(i))
+                .map(|(l, s)| format!("{l} at {}", s.t))
+                .unwrap_or_default();
+            return Err(format!(
+                "{node} refused {} handed-over samples, first {what}: {}",
+                resp.rejected.len(),
+                r.reason
+            ));
+        }
         Ok(())
     }
 

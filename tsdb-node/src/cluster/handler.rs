@@ -100,11 +100,15 @@ impl RpcHandler {
                 s.values = samples.iter().map(|x| x.v).collect();
             }
         }
-        let window = hint_window(
-            self.engine.options().out_of_order_window_ms,
-            req.hinted_at_ms,
-            super::deletes::now_ms(),
-        );
+        let window = if req.handover {
+            i64::MAX
+        } else {
+            hint_window(
+                self.engine.options().out_of_order_window_ms,
+                req.hinted_at_ms,
+                super::deletes::now_ms(),
+            )
+        };
         let batch = rpc::write_batch(req).map_err(malformed)?;
         let engine = self.engine.clone();
         let outcome = blocking(move || engine.append_labeled_within(&batch, window)).await?;
@@ -284,6 +288,7 @@ mod tests {
     fn write(t: i64, hinted_at_ms: i64) -> WriteRequest {
         WriteRequest {
             hinted_at_ms,
+            handover: false,
             series: vec![SeriesSamples {
                 labels: vec![LabelPair {
                     name: "__name__".into(),
@@ -334,9 +339,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.rejected.len(), 1, "already too old when hinted: {r:?}");
+        // A decommissioning node hands over data of any age.
+        let a_week_ago = now - 7 * 24 * HOUR;
+        let mut handover = write(a_week_ago, 0);
+        handover.handover = true;
+        let r = handler.write(handover).await.unwrap();
+        assert_eq!((r.appended, r.rejected.len()), (1, 0), "{r:?}");
         let stored = engine
             .select(&[crate::storage::Matcher::equal("__name__", "m")], 0, now)
             .unwrap();
-        assert_eq!(stored[0].samples.len(), 2);
+        assert_eq!(stored[0].samples.len(), 3);
     }
 }

@@ -321,6 +321,7 @@ mod tests {
     fn req(t: i64) -> WriteRequest {
         WriteRequest {
             hinted_at_ms: 0,
+            handover: false,
             series: vec![SeriesSamples {
                 labels: vec![LabelPair {
                     name: "__name__".into(),

@@ -51,6 +51,11 @@ pub struct WriteRequest {
     /// late cannot bring back what a delete removed meanwhile. 0 on a live write.
     #[prost(int64, tag = "2")]
     pub hinted_at_ms: i64,
+    /// Set by a decommissioning node handing its data over: samples the cluster already
+    /// accepted, which the owner stores whatever their age (the out-of-order window guards
+    /// against clients writing stale data, not against a replica moving).
+    #[prost(bool, tag = "3")]
+    pub handover: bool,
 }
 
 /// A sample the replica refused; `index` counts samples across the request's series in order.
@@ -329,6 +334,7 @@ pub fn write_request(batch: &[(Labels, Sample)], indices: &[usize]) -> (WriteReq
         WriteRequest {
             series,
             hinted_at_ms: 0,
+            handover: false,
         },
         order,
     )
@@ -578,13 +584,21 @@ mod tests {
         let w = WriteRequest {
             series: vec![],
             hinted_at_ms: 0,
+            handover: false,
         };
         assert!(w.encode_to_vec().is_empty());
         let w = WriteRequest {
             series: vec![],
             hinted_at_ms: 1,
+            handover: false,
         };
         assert_eq!(w.encode_to_vec(), vec![0x10, 0x01]);
+        let w = WriteRequest {
+            series: vec![],
+            hinted_at_ms: 0,
+            handover: true,
+        };
+        assert_eq!(w.encode_to_vec(), vec![0x18, 0x01]);
         // Tombstone: id fixed64 (field 1, wire type 1), mint/maxt/deleted_at int64 varints.
         let t = TombstoneMsg {
             id: 7,
@@ -697,6 +711,7 @@ mod tests {
                 values: vec![1.0],
             }],
             hinted_at_ms: 0,
+            handover: false,
         };
         assert!(write_batch(bad).is_err());
         assert!(matchers_from_wire(vec![MatcherMsg {

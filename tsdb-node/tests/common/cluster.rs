@@ -181,10 +181,24 @@ impl Drop for ProcNode {
 
 /// Starts `n` nodes seeded by the first and waits until each sees all `n` alive.
 pub fn start_cluster(root: &Path, n: usize, rf: usize, extra: &str) -> Vec<ProcNode> {
+    start_cluster_with(root, n, rf, extra, |yaml| yaml)
+}
+
+/// [`start_cluster`] with each node's config passed through `edit` before it starts.
+pub fn start_cluster_with(
+    root: &Path,
+    n: usize,
+    rf: usize,
+    extra: &str,
+    edit: impl Fn(String) -> String,
+) -> Vec<ProcNode> {
     let mut nodes: Vec<ProcNode> = Vec::new();
     for i in 1..=n {
         let seed = nodes.first().map(|f| f.gossip);
         let mut node = ProcNode::new(root, i, seed, rf, extra);
+        let path = node.dir.join("config.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(yaml)).unwrap();
         node.start();
         nodes.push(node);
     }
