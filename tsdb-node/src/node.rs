@@ -238,6 +238,7 @@ impl Node {
                 &cfg.mqtt,
                 &self.node_id,
                 &self.base_dir,
+                Some(&engine.options().data_dir),
                 ctx.sink.clone(),
                 m.clone(),
                 stop_rx.clone(),

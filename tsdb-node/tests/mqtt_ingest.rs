@@ -340,6 +340,68 @@ fn shared_subscription_hands_each_message_to_one_node(protocol: &str) {
 }
 
 #[test]
+fn moving_to_a_shared_group_leaves_the_old_plain_subscription_mqtt5() {
+    moving_to_a_shared_group_leaves_the_old_plain_subscription("5");
+}
+
+#[test]
+fn moving_to_a_shared_group_leaves_the_old_plain_subscription_mqtt311() {
+    moving_to_a_shared_group_leaves_the_old_plain_subscription("3.1.1");
+}
+
+/// A node restarted with `shared_group` (as a cluster's nodes are when the operator adds it)
+/// resumes its persistent session, which still holds the plain subscription of the old
+/// configuration: without unsubscribing from it the node gets every message twice.
+fn moving_to_a_shared_group_leaves_the_old_plain_subscription(protocol: &str) {
+    if !mosquitto_available("moving_to_a_shared_group_leaves_the_old_plain_subscription") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("mosquitto"));
+    let plain = mqtt_section(&broker.url(), &protocol_line(protocol));
+    let node = RunningNode::start(dir.path(), "", &plain);
+    wait_until(Duration::from_secs(20), "the MQTT connection", || {
+        connected(&node)
+    });
+    wait_until(Duration::from_secs(10), "the subscription", || {
+        std::fs::read_to_string(dir.path().join("data/mqtt/subscribed")).ok()
+            == Some("iot/sensors/+".into())
+    });
+    node.stop();
+
+    let shared = format!("{plain}  shared_group: strata-x\n");
+    let node = RunningNode::start(dir.path(), "", &shared);
+    wait_until(Duration::from_secs(20), "the MQTT connection", || {
+        connected(&node)
+    });
+    wait_until(Duration::from_secs(10), "the new subscription", || {
+        std::fs::read_to_string(dir.path().join("data/mqtt/subscribed")).ok()
+            == Some("$share/strata-x/iot/sensors/+".into())
+    });
+    let http = node.addrs.http;
+    const N: usize = 20;
+    let t0 = now_ms() - 60_000;
+    let lines: Vec<String> = (0..N)
+        .map(|i| reading("d1", "moved", t0 + i as i64, i as f64))
+        .collect();
+    let mut publisher = publish_lines(broker.addr, "iot/sensors/moved", 1, &lines);
+    assert!(publisher.wait().unwrap().success());
+    wait_until(Duration::from_secs(20), "the readings", || {
+        sample_count(http, "moved") == N as u64
+    });
+    wait_until(Duration::from_secs(10), "the stored counter", || {
+        node_metric(http, "strata_mqtt_messages_stored_total") == Some(N as f64)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        node_metric(http, "strata_mqtt_messages_received_total"),
+        Some(N as f64),
+        "messages arrived through the old plain subscription too"
+    );
+    node.stop();
+}
+
+#[test]
 fn tls_broker_with_a_private_ca() {
     if !mosquitto_available("tls_broker_with_a_private_ca") {
         return;

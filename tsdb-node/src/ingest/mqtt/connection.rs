@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::link::{FailureKind, Link, LinkError, LinkEvent, Received};
 use super::metrics::MqttMetrics;
 use super::options::Subscription;
+use super::subscribed::{self, SubscribedRecord};
 use super::BrokerUrl;
 
 /// Messages handed from the connection to the dispatcher in one go: those the event loop had
@@ -59,6 +60,49 @@ pub(super) struct Connection {
     pub inbound_max: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Where the session's subscriptions are remembered; `None` for a node without storage
+    /// of its own to keep it in.
+    pub record: Option<SubscribedRecord>,
+}
+
+impl Connection {
+    fn current_filters(&self) -> Vec<String> {
+        self.subscriptions.iter().map(|s| s.path.clone()).collect()
+    }
+
+    /// On a resumed session: unsubscribes from the filters an earlier configuration
+    /// subscribed to and this one does not (see [`subscribed`]). Returns how many.
+    fn drop_stale_subscriptions(&self) -> usize {
+        let Some(record) = &self.record else {
+            return 0;
+        };
+        let recorded = record.load();
+        let stale: Vec<Subscription> = subscribed::stale(&recorded, &self.current_filters())
+            .into_iter()
+            .map(|path| Subscription {
+                path: path.clone(),
+                at_least_once: false,
+            })
+            .collect();
+        if stale.is_empty() {
+            return 0;
+        }
+        let filters: Vec<&str> = stale.iter().map(|s| s.path.as_str()).collect();
+        tracing::info!(broker = %self.url, ?filters,
+            "unsubscribing the resumed session from filters no longer configured");
+        self.link.unsubscribe(&stale);
+        stale.len()
+    }
+
+    /// Records the configured filters once the broker accepted them all.
+    fn remember_subscriptions(&self) {
+        if let Some(record) = &self.record {
+            let current = self.current_filters();
+            if record.load() != current {
+                record.store(&current);
+            }
+        }
+    }
 }
 
 impl Connection {
@@ -81,6 +125,8 @@ impl Connection {
         let mut leaving: Option<(usize, tokio::time::Instant)> = None;
         // An event polled while gathering messages, handled before polling again.
         let mut next: Option<Result<LinkEvent, LinkError>> = None;
+        // UNSUBACKs still expected for filters of an earlier configuration.
+        let mut stale_pending = 0usize;
         loop {
             let event = match next.take() {
                 Some(e) => e,
@@ -157,8 +203,16 @@ impl Connection {
                             self.link.unsubscribe(&self.subscriptions);
                             *pending = self.subscriptions.len();
                         }
-                        None => self.link.subscribe(&self.subscriptions),
+                        None => {
+                            if session_present {
+                                stale_pending = self.drop_stale_subscriptions();
+                            }
+                            self.link.subscribe(&self.subscriptions);
+                        }
                     }
+                }
+                Ok(LinkEvent::Unsubscribed) if stale_pending > 0 && leaving.is_none() => {
+                    stale_pending -= 1;
                 }
                 Ok(LinkEvent::Unsubscribed) => {
                     if let Some((pending, _)) = &mut leaving {
@@ -178,6 +232,9 @@ impl Connection {
                                 "the broker refused the subscription"),
                             Ok(()) => tracing::debug!(filter = %sub.path, "subscribed"),
                         }
+                    }
+                    if results.iter().all(Result::is_ok) {
+                        self.remember_subscriptions();
                     }
                 }
                 Ok(_) => {}

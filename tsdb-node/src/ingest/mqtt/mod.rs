@@ -21,6 +21,7 @@ mod metrics;
 mod options;
 pub mod payload;
 mod protocol;
+mod subscribed;
 mod url;
 
 use std::path::Path;
@@ -66,11 +67,14 @@ impl MqttIngest {
     /// through `sink`. Stops when `stop` turns true: the last batch is stored and
     /// acknowledged, then the client disconnects. When `leave` turns true (the node is
     /// decommissioned) it unsubscribes first, so that the broker hands its messages to the
-    /// nodes that stay, then stops the same way. Errors only on invalid configuration.
+    /// nodes that stay, then stops the same way. The session's subscriptions are remembered
+    /// under `data_dir`, so that filters a new configuration dropped are unsubscribed from.
+    /// Errors only on invalid configuration.
     pub fn start(
         cfg: &MqttConfig,
         node_id: &str,
         base: &Path,
+        data_dir: Option<&Path>,
         sink: IngestSink,
         metrics: Arc<MqttMetrics>,
         stop: watch::Receiver<bool>,
@@ -122,6 +126,7 @@ impl MqttIngest {
             inbound_max,
             reconnect_min: cfg.reconnect_min.0,
             reconnect_max: cfg.reconnect_max.0,
+            record: data_dir.map(subscribed::SubscribedRecord::new),
         };
         tokio::spawn(async move {
             dispatcher.run(rx).await;
