@@ -236,9 +236,11 @@ impl Node {
         let mqtt_ingest = match &mqtt_metrics {
             Some(m) => MqttIngest::start(
                 &cfg.mqtt,
-                &self.node_id,
-                &self.base_dir,
-                Some(&engine.options().data_dir),
+                mqtt::MqttNode {
+                    node_id: &self.node_id,
+                    config_dir: &self.base_dir,
+                    data_dir: Some(&engine.options().data_dir),
+                },
                 ctx.sink.clone(),
                 m.clone(),
                 stop_rx.clone(),

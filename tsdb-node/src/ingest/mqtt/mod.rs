@@ -57,6 +57,18 @@ pub enum MqttError {
     },
 }
 
+/// Where the subscriber runs: the node's identity and directories.
+#[derive(Clone, Copy, Debug)]
+pub struct MqttNode<'a> {
+    /// Node id; the default client id is derived from it.
+    pub node_id: &'a str,
+    /// Directory relative certificate paths are resolved against.
+    pub config_dir: &'a Path,
+    /// The node's data directory, where the session's subscriptions are remembered; `None`
+    /// keeps no record.
+    pub data_dir: Option<&'a Path>,
+}
+
 /// A running MQTT subscriber.
 pub struct MqttIngest {
     task: JoinHandle<()>,
@@ -72,9 +84,7 @@ impl MqttIngest {
     /// Errors only on invalid configuration.
     pub fn start(
         cfg: &MqttConfig,
-        node_id: &str,
-        base: &Path,
-        data_dir: Option<&Path>,
+        node: MqttNode<'_>,
         sink: IngestSink,
         metrics: Arc<MqttMetrics>,
         stop: watch::Receiver<bool>,
@@ -87,7 +97,7 @@ impl MqttIngest {
         let mapping = PayloadMapping::from_config(&cfg.payload)
             .map_err(MqttError::Mapping)?
             .with_max_payload_bytes(cfg.max_payload_bytes);
-        let opts = options::link_options(cfg, &url, node_id, base)?;
+        let opts = options::link_options(cfg, &url, node.node_id, node.config_dir)?;
         tracing::info!(broker = %url, client_id = %opts.client_id, topics = ?cfg.topics,
             shared_group = ?cfg.shared_group, qos = cfg.qos, protocol = %cfg.protocol,
             "starting MQTT ingest");
@@ -126,7 +136,7 @@ impl MqttIngest {
             inbound_max,
             reconnect_min: cfg.reconnect_min.0,
             reconnect_max: cfg.reconnect_max.0,
-            record: data_dir.map(subscribed::SubscribedRecord::new),
+            record: node.data_dir.map(subscribed::SubscribedRecord::new),
         };
         tokio::spawn(async move {
             dispatcher.run(rx).await;
