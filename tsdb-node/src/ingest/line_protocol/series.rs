@@ -82,9 +82,13 @@ impl<'b> Run<'b> {
     }
 
     /// Whether `line` has this run's key: the same bytes, then the blank that ended the key.
+    /// Not when the key ends in a backslash: ending a line, it escaped nothing, but before a
+    /// blank it escapes the blank, and the key goes on.
     fn continues(&self, line: &str) -> bool {
         self.key.is_some_and(|key| {
-            line.as_bytes().get(key.len()) == Some(&b' ') && line.starts_with(key)
+            line.as_bytes().get(key.len()) == Some(&b' ')
+                && line.starts_with(key)
+                && !key.ends_with('\\')
         })
     }
 

@@ -246,6 +246,21 @@ fn reserved_tag_keys_are_refused() {
     assert!(out.errors[0].message.contains("reserved"));
 }
 
+/// Found by the `line_protocol` fuzz target: a key ending in a backslash at the end of one
+/// line, then the same bytes before a blank, which the backslash then escapes (so the second
+/// line's key is longer, and it has no fields).
+#[test]
+fn a_trailing_backslash_does_not_continue_a_run() {
+    for body in ["m\\\nm\\ 2", "m,t=a\\\nm,t=a\\ 2", "m\\\\ 1\nm\\\\ 2"] {
+        let flat = parse(body, &ms());
+        let grouped = series::parse_series(body, &ms());
+        assert_eq!(flat.errors, grouped.errors, "{body}");
+        assert_eq!(flat.samples.len(), grouped.samples, "{body}");
+    }
+    assert_eq!(parse("m\\\nm\\ 2", &ms()).errors.len(), 2);
+    assert_eq!(parse("m\\\\ 1\nm\\\\ 2", &ms()).samples.len(), 2);
+}
+
 /// A line with a reserved tag key and another fault gets the same error from both parses
 /// (the fields are checked first). Found by `series_parse_equals_the_flat_parse`.
 #[test]
@@ -382,7 +397,7 @@ proptest! {
     fn series_parse_equals_the_flat_parse(
         lines in prop::collection::vec(raw_line(), 1..6),
         picks in prop::collection::vec((0usize..6, 1usize..4, any::<i64>()), 0..20),
-        junk in prop::collection::vec("[a-z,= 0-9.\"_]{0,12}", 0..3),
+        junk in prop::collection::vec("[a-z,= 0-9.\"_\\\\]{0,12}", 0..3),
     ) {
         let mut body = Vec::new();
         for (k, (i, repeat, ts)) in picks.iter().enumerate() {
