@@ -294,13 +294,26 @@ fn streamed_and_inline_instant_queries_equal_the_loading_path() {
     let end = T0 + (N - 1) * STEP;
     for t in [end, end - 7 * MIN - 3_000, T0 + 4 * HOUR, end + HOUR] {
         for q in queries {
+            // Five series of 2 880 samples are within the inline bounds.
+            let inline = || {
+                fast.instant_inline(q, t, &opts)
+                    .expect("small query not inline")
+                    .unwrap()
+            };
+            // Sums and averages over windows long enough for rollups with raw edges add
+            // per-bucket sums: equal up to summation order.
+            if q.starts_with("sum_over_time") || q.starts_with("avg_over_time") {
+                assert_same(
+                    q,
+                    loading.instant(q, t).unwrap(),
+                    fast.instant(q, t).unwrap(),
+                );
+                assert_same(q, loading.instant(q, t).unwrap(), inline());
+                continue;
+            }
             let want = json(loading.instant(q, t).unwrap());
             assert_eq!(want, json(fast.instant(q, t).unwrap()), "{q} at {t}");
-            // Five series of 2 880 samples are within the inline bounds.
-            let inline = fast
-                .instant_inline(q, t, &opts)
-                .expect("small query not inline");
-            assert_eq!(want, json(inline.unwrap()), "{q} at {t} inline");
+            assert_eq!(want, json(inline()), "{q} at {t} inline");
         }
     }
     // A one-series query over a day is inline; one over every series and the whole store is
@@ -341,7 +354,7 @@ fn streamed_and_inline_instant_queries_equal_the_loading_path() {
     );
     // Limits hold on the streamed path.
     let small = QueryEngine::new(
-        engine,
+        engine.clone(),
         QueryLimits {
             max_samples: 100,
             ..QueryLimits::default()
@@ -349,6 +362,73 @@ fn streamed_and_inline_instant_queries_equal_the_loading_path() {
     );
     assert!(small.instant("temp{kind=\"a\"}[1h]", end).is_err());
     assert!(small
+        .instant("stddev_over_time(temp{kind=\"a\"}[1h])", end)
+        .is_err());
+    // And on rollups with raw edges, which read 59 buckets and a few samples here.
+    assert!(small
+        .instant("avg_over_time(temp{kind=\"a\"}[1h])", end)
+        .is_ok());
+    let tiny = QueryEngine::new(
+        engine,
+        QueryLimits {
+            max_samples: 40,
+            ..QueryLimits::default()
+        },
+    );
+    assert!(tiny
         .instant("avg_over_time(temp{kind=\"a\"}[1h])", end)
         .is_err());
+}
+
+/// Instant `*_over_time` windows that do not start or end on a bucket edge read the whole
+/// buckets inside them plus raw samples at both ends, and equal reading every raw sample —
+/// with NaNs, staleness markers, gaps at the edges and the head's unrolled data in the window.
+#[test]
+fn unaligned_instant_windows_read_rollups_with_raw_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path(), 40);
+    let raw = QueryEngine::new(engine.clone(), QueryLimits::default()).with_rollups(false);
+    let rolled = QueryEngine::new(engine, QueryLimits::default());
+    let end = T0 + (N - 1) * STEP;
+    let functions = [
+        "sum_over_time",
+        "avg_over_time",
+        "min_over_time",
+        "max_over_time",
+        "count_over_time",
+    ];
+    let selectors = [
+        ("temp", "86390s]"),
+        ("temp{kind=~\"a|gappy\"}", "3h7m13s]"),
+        ("temp{kind=\"stale\"}", "5h]"),
+        ("temp{kind=\"nan\"}", "6h]"),
+        ("temp", "47m]"),
+        ("temp{kind=\"b\"}", "2h] offset 13m"),
+    ];
+    for f in functions {
+        for (sel, range) in selectors {
+            let q = format!("{f}({sel}[{range})");
+            for t in [end, end - 7 * MIN - 3_000, T0 + 4 * HOUR + 1, end + HOUR] {
+                let before = rolled.rollup_selectors_total();
+                assert_same(
+                    &q,
+                    raw.instant(&q, t).unwrap(),
+                    rolled.instant(&q, t).unwrap(),
+                );
+                assert!(
+                    rolled.rollup_selectors_total() > before,
+                    "{q} at {t} did not read rollups"
+                );
+            }
+        }
+    }
+    // A window holding fewer than eight whole buckets of any resolution is read raw.
+    let before = rolled.rollup_selectors_total();
+    let q = "avg_over_time(temp[7m])";
+    assert_same(
+        q,
+        raw.instant(q, end).unwrap(),
+        rolled.instant(q, end).unwrap(),
+    );
+    assert_eq!(rolled.rollup_selectors_total(), before);
 }

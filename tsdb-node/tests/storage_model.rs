@@ -56,6 +56,7 @@ enum Op {
     Delete { set: usize, mint: i64, maxt: i64 },
     Checkpoint,
     Compact,
+    CompactAll,
     Downsample,
     Restart,
 }
@@ -75,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..matcher_sets().len(), 0..T_MAX, 0..400i64).prop_map(|(set, mint, len)| Op::Delete { set, mint, maxt: mint + len }),
         2 => Just(Op::Checkpoint),
         2 => Just(Op::Compact),
+        1 => Just(Op::CompactAll),
         1 => Just(Op::Downsample),
         1 => Just(Op::Restart),
     ]
@@ -291,6 +293,10 @@ fn run(ops: Vec<Op>, queries: Vec<(usize, i64, i64)>, window: i64) -> Result<(),
             Op::Compact => {
                 engine.compact().unwrap();
             }
+            // Folds open windows too, whose settled prefix `downsample` then rolls up.
+            Op::CompactAll => {
+                engine.compact_all().unwrap();
+            }
             Op::Downsample => {
                 engine.downsample().unwrap();
             }
@@ -367,6 +373,10 @@ fn scripted_scenario() {
         }
         if round == 3 {
             ops.push(Op::Restart);
+        }
+        if round == 4 {
+            ops.push(Op::CompactAll);
+            ops.push(Op::Downsample);
         }
     }
     run(

@@ -17,6 +17,7 @@ use super::inline;
 use super::instant_stream;
 use super::pushdown::{self, PushdownQuery};
 use super::rollup::{self, Grid, RollupRead, WindowFold};
+use super::rollup_edges;
 use super::selector::{node_key, Store};
 use super::series_eval;
 use super::source::SeriesSource;
@@ -297,6 +298,13 @@ impl QueryEngine {
                 &[]
             };
             let max = self.limits.max_samples;
+            if let Some(value) = rollup_edges::try_instant(engine, e, time_ms, resolutions, max) {
+                self.rollup_selectors.fetch_add(1, Ordering::Relaxed);
+                return Ok(QueryResult {
+                    value: value?,
+                    warnings: Vec::new(),
+                });
+            }
             if let Some(value) = instant_stream::try_instant(engine, e, time_ms, resolutions, max) {
                 return Ok(QueryResult {
                     value: value?,

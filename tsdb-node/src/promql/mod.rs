@@ -34,6 +34,7 @@ mod instant_stream;
 mod json;
 pub mod pushdown;
 mod rollup;
+mod rollup_edges;
 pub(crate) mod selector;
 mod series_eval;
 pub mod source;

@@ -26,7 +26,7 @@ impl Engine {
             return Ok(0);
         }
         let mut written = 0;
-        let todo: Vec<(Arc<SegmentHandle>, i64)> = {
+        let todo: Vec<(Arc<SegmentHandle>, i64, i64)> = {
             let st = self.state.read();
             // Blocks are rolled up once late samples are unlikely: past the out-of-order
             // window, but no later than one top-level block behind the newest data, so that an
@@ -50,33 +50,42 @@ impl Engine {
                 let SegmentKind::Raw { level } = b.name.kind else {
                     continue;
                 };
-                // Only blocks that can no longer receive samples, and that alone hold the data
-                // of their window, are rolled up.
-                if level == 0 || b.name.end >= horizon {
-                    continue;
-                }
-                if raw
-                    .iter()
-                    .any(|o| o.name.uid != b.name.uid && o.name.overlaps(b.name.start, b.name.end))
-                {
+                if level == 0 {
                     continue;
                 }
                 for &res in &self.opts.downsample_resolutions_ms {
+                    let Some(end) = rollup_end(
+                        (b.name.start, b.name.end),
+                        horizon,
+                        res,
+                        self.opts.block_ranges_ms.first().copied(),
+                    ) else {
+                        continue;
+                    };
+                    // Only a window that no other raw block shares is rolled up: the block
+                    // alone holds its data.
+                    if raw
+                        .iter()
+                        .any(|o| o.name.uid != b.name.uid && o.name.overlaps(b.name.start, end))
+                    {
+                        continue;
+                    }
                     let kind = SegmentKind::Rollup { resolution_ms: res };
                     let have = st.segments.iter().any(|r| {
                         r.name.kind == kind
                             && r.name.seq >= b.name.seq
-                            && b.name.contained_in(r.name.start, r.name.end)
+                            && r.name.start <= b.name.start
+                            && r.name.end >= end
                     });
                     if !have {
-                        todo.push(((*b).clone(), res));
+                        todo.push(((*b).clone(), res, end));
                     }
                 }
             }
             todo
         };
-        for (block, res) in todo {
-            match self.write_rollup(&block, res) {
+        for (block, res, end) in todo {
+            match self.write_rollup(&block, res, end) {
                 Ok(()) => written += 1,
                 Err(StorageError::CorruptSegment { path, reason }) => {
                     self.quarantine_path(&path, &reason)
@@ -88,12 +97,14 @@ impl Engine {
         Ok(written)
     }
 
-    fn write_rollup(&self, block: &SegmentHandle, res: i64) -> Result<(), StorageError> {
+    /// Writes the rollup of `block`'s samples up to `end` (the block's end, or a bucket edge
+    /// before it for a block whose window is still open).
+    fn write_rollup(&self, block: &SegmentHandle, res: i64, end: i64) -> Result<(), StorageError> {
         let tombstones: Vec<Tombstone> = self.state.read().tombstones.iter().cloned().collect();
         let name = SegmentName::new(
             SegmentKind::Rollup { resolution_ms: res },
             block.name.seq,
-            (block.name.start, block.name.end),
+            (block.name.start, end),
         );
         let mut written = 0usize;
         let mut writer = SegmentWriter::create(
@@ -111,6 +122,9 @@ impl Engine {
                 let Some(labels) = block.live_samples(id, &tombstones, &mut samples)? else {
                     continue;
                 };
+                if end < block.name.end {
+                    samples.retain(|x| x.t <= end);
+                }
                 if samples.is_empty() {
                     continue;
                 }
@@ -171,5 +185,56 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The end of the window of a raw block `(start, end)` to roll up at resolution `res`, given
+/// the `horizon` before which samples are settled: the block's own end once it is past the
+/// horizon; for a block still open (a forced compaction folds the open day into one block) the
+/// last bucket edge before the horizon, moved in steps of `step` (the smallest block range) so
+/// that the growing prefix is rewritten at most once per step rather than once per bucket.
+/// `None` when nothing is settled yet, or when the prefix would not end on a bucket edge.
+fn rollup_end(block: (i64, i64), horizon: i64, res: i64, step: Option<i64>) -> Option<i64> {
+    let (start, end) = block;
+    if res <= 0 {
+        return None;
+    }
+    if end < horizon {
+        return Some(end);
+    }
+    let step = step.filter(|&s| s > 0 && s % res == 0)?;
+    let edge = horizon.div_euclid(step).checked_mul(step)?;
+    (edge > start && start.rem_euclid(res) == 0).then_some(edge - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rollup_end;
+
+    #[test]
+    fn open_blocks_roll_up_their_settled_prefix() {
+        const H: i64 = 3_600_000;
+        // A closed block: the whole window.
+        assert_eq!(
+            rollup_end((0, 24 * H - 1), 30 * H, H, Some(2 * H)),
+            Some(24 * H - 1)
+        );
+        // An open day: up to the last two-hour edge before the horizon.
+        assert_eq!(
+            rollup_end((0, 24 * H - 1), 13 * H + 5, 60_000, Some(2 * H)),
+            Some(12 * H - 1)
+        );
+        assert_eq!(
+            rollup_end((0, 24 * H - 1), 12 * H, H, Some(2 * H)),
+            Some(12 * H - 1)
+        );
+        // Nothing settled yet, or no step that is whole buckets.
+        assert_eq!(rollup_end((0, 24 * H - 1), H, H, Some(2 * H)), None);
+        assert_eq!(
+            rollup_end((0, 24 * H - 1), 13 * H, 7 * 60_000, Some(2 * H)),
+            None
+        );
+        assert_eq!(rollup_end((0, 24 * H - 1), 13 * H, H, None), None);
+        assert_eq!(rollup_end((0, 24 * H - 1), 13 * H, 0, Some(2 * H)), None);
     }
 }

@@ -1,7 +1,7 @@
 //! Query latency on a day of the reference dataset in strata-node and Prometheus: both loaded
-//! by remote write, both settled (Prometheus' head compacted into blocks, Strata's head cut and
-//! compacted), then each query run alternately against the two so that background load on the
-//! machine hits both alike.
+//! by remote write, both settled (Prometheus' head compacted into blocks, Strata's head cut,
+//! compacted and rolled up), then each query run alternately against the two so that background
+//! load on the machine hits both alike.
 
 use std::time::{Duration, Instant};
 
@@ -106,12 +106,19 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
         Some(p)
     };
     drop(work);
-    eprintln!("  compacting Strata; waiting for Prometheus to compact its head");
+    eprintln!("  compacting and rolling up Strata; waiting for Prometheus to compact its head");
     strata
         .endpoints
         .api
         .post_empty("/api/v1/admin/compact")
         .context("compacting Strata")?;
+    // What the node's maintenance would do within minutes on its own; done here so that it
+    // does not compete with the timed queries, as Prometheus' head compaction is waited for.
+    strata
+        .endpoints
+        .api
+        .post_empty("/api/v1/admin/downsample")
+        .context("downsampling Strata")?;
     if let Some(p) = &prometheus {
         settle_prometheus(&p.endpoints.api)?;
     }
