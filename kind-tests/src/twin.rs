@@ -526,7 +526,7 @@ impl Target for Twin {
         self.drive(
             "rollout",
             Duration::from_secs(300),
-            |twin, observed| match rollout::plan(&names, observed, twin.replicas) {
+            |twin, observed| match rollout::plan(&names, observed, twin.replicas, false) {
                 RolloutStep::UpToDate => {
                     let all: Vec<i32> = twin.pods.keys().copied().collect();
                     Ok(all.into_iter().all(|o| twin.pod_ready(o)))

@@ -10,7 +10,9 @@ use crate::resources::Names;
 /// The cluster's state as read at the start of a reconcile.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    /// The StatefulSet, when it exists.
+    /// The StatefulSet, when it exists. `reconcile` replaces the copy it read with the one its
+    /// apply returned, so that planners see whether the StatefulSet controller has caught up
+    /// with the template applied in the same reconcile.
     pub statefulset: Option<StatefulSet>,
     /// Pods selected by the cluster's node labels.
     pub pods: Vec<Pod>,
@@ -36,6 +38,26 @@ impl Observed {
             .as_ref()
             .and_then(|s| s.status.as_ref())
             .and_then(|s| s.update_revision.as_deref())
+    }
+
+    /// The StatefulSet controller has seen the StatefulSet's current spec
+    /// (`status.observedGeneration` ≥ `metadata.generation`), so `updateRevision` names the
+    /// revision of the current template. Right after a template change the API server has
+    /// bumped the generation but `updateRevision` still names the old template, and every
+    /// pod would look up to date.
+    pub fn statefulset_observed(&self) -> bool {
+        let Some(sts) = &self.statefulset else {
+            return false;
+        };
+        // The API server always sets a generation; a missing one (hand-built objects) counts
+        // as 0, and a missing observedGeneration means the controller has seen nothing yet.
+        let generation = sts.metadata.generation.unwrap_or(0);
+        let seen = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .unwrap_or(0);
+        seen >= generation && self.update_revision().is_some()
     }
 
     /// Pods whose Ready condition is true.

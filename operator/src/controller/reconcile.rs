@@ -302,7 +302,7 @@ async fn reclaim_claims(
 
 async fn apply(tsc: &TimeSeriesCluster, ctx: &Context) -> Result<Action, Error> {
     let names = Names::of(tsc);
-    let observed = observe(tsc, ctx, &names).await?;
+    let mut observed = observe(tsc, ctx, &names).await?;
     let config_hash = apply_static(tsc, ctx, &names).await?;
     let mut decommissioning = tsc
         .status
@@ -378,20 +378,19 @@ async fn apply(tsc: &TimeSeriesCluster, ctx: &Context) -> Result<Action, Error> 
         config_hash,
     };
     let sts_api = Api::<StatefulSet>::namespaced(ctx.client.clone(), &names.namespace);
-    apply_object(&sts_api, &resources::statefulset(tsc, &plan)).await?;
+    // The apply answers with the StatefulSet as stored now: its generation counts the
+    // template just applied while its status still describes what the StatefulSet
+    // controller last saw. The rollout must judge pods against that, not against the
+    // StatefulSet read before the apply.
+    observed.statefulset = Some(apply_object(&sts_api, &resources::statefulset(tsc, &plan)).await?);
 
     reclaim_claims(tsc, ctx, &names, &observed, replicas).await?;
     decommissioning.retain(|pod| {
         observed.pod(pod).is_some() || ordinal(&names, "", pod).is_some_and(|o| o < replicas)
     });
 
-    // Rollouts wait for scale-downs: replacing a pod while another hands off its data would
-    // take two replicas of some series away at once.
-    let rollout = if matches!(step, ScaleStep::Steady | ScaleStep::Up { .. }) {
-        rollout::plan(&names, &observed, replicas)
-    } else {
-        RolloutStep::UpToDate
-    };
+    let scaling_down = !matches!(step, ScaleStep::Steady | ScaleStep::Up { .. });
+    let rollout = rollout::plan(&names, &observed, replicas, scaling_down);
     if let RolloutStep::Replace { pod } = &rollout {
         delete_if_present(
             &Api::<Pod>::namespaced(ctx.client.clone(), &names.namespace),

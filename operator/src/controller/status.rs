@@ -170,7 +170,10 @@ pub fn compute(
             })
             .collect(),
         decommissioning: progress.decommissioning.clone(),
-        current_image: if matches!(progress.rollout, RolloutStep::UpToDate) {
+        // `UpToDate` means the StatefulSet controller has seen the current template and every
+        // pod runs its revision; while volumes are expanding the StatefulSet is being
+        // re-created and nothing is known.
+        current_image: if matches!(progress.rollout, RolloutStep::UpToDate) && !progress.expanding {
             Some(tsc.spec.image.clone())
         } else {
             old.current_image
@@ -256,5 +259,38 @@ mod tests {
         assert_eq!(s.phase, Some(Phase::Degraded));
         assert_eq!(cond(&s, "Degraded").reason, "PodsNotReady");
         assert_eq!(cond(&s, "Ready").status, "False");
+    }
+
+    #[test]
+    fn current_image_moves_only_once_the_rollout_is_done() {
+        let mut tsc = cluster("tsc", "replicas: 1\nimage: strata:new");
+        tsc.status = Some(TimeSeriesClusterStatus {
+            current_image: Some("strata:old".into()),
+            ..Default::default()
+        });
+        let o = Observed {
+            statefulset: Some(sts(1, "r")),
+            pods: vec![ready_pod("tsc-0", "r")],
+            ..Default::default()
+        };
+        let waiting = Progress {
+            rollout: RolloutStep::Wait {
+                reason: "StatefulSetNotObserved",
+                outdated: 1,
+            },
+            ..steady()
+        };
+        let s = compute(&tsc, &o, &waiting, String::new(), now(1));
+        assert_eq!(s.current_image.as_deref(), Some("strata:old"));
+        assert_eq!(s.phase, Some(Phase::Upgrading));
+        assert_eq!(cond(&s, "Progressing").reason, "StatefulSetNotObserved");
+        let expanding = Progress {
+            expanding: true,
+            ..steady()
+        };
+        let s = compute(&tsc, &o, &expanding, String::new(), now(1));
+        assert_eq!(s.current_image.as_deref(), Some("strata:old"));
+        let s = compute(&tsc, &o, &steady(), String::new(), now(1));
+        assert_eq!(s.current_image.as_deref(), Some("strata:new"));
     }
 }
