@@ -18,9 +18,43 @@ pub struct Observed {
     pub pods: Vec<Pod>,
     /// Claims of the cluster's pods (both templates).
     pub pvcs: Vec<PersistentVolumeClaim>,
-    /// The ring as a node reports it; `None` when no node could be asked or none serves the
+    /// The ring as a node reports it.
+    pub ring: RingView,
+}
+
+/// What the nodes said about the ring. "Could not ask" and "there is no ring" are different
+/// answers: the first must hold back anything that takes a node down, the second leaves the
+/// decision to pod readiness.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RingView {
+    /// No node could be asked (none ready) or none answered: the ring's health is unknown.
+    #[default]
+    Unknown,
+    /// A node answered that it serves no cluster API (a single-node build): there is no ring.
+    NotClustered,
+    /// The members as the first node that answered reports them.
+    Members(Vec<Member>),
+}
+
+impl RingView {
+    /// The members, or none when there is no ring or it is unknown.
+    pub fn members(&self) -> &[Member] {
+        match self {
+            RingView::Members(m) => m,
+            RingView::Unknown | RingView::NotClustered => &[],
+        }
+    }
+}
+
+impl From<Option<Vec<Member>>> for RingView {
+    /// A node's answer ([`super::node_api::NodeApi::members`]): `None` means it serves no
     /// cluster API.
-    pub members: Option<Vec<Member>>,
+    fn from(answer: Option<Vec<Member>>) -> RingView {
+        match answer {
+            Some(m) => RingView::Members(m),
+            None => RingView::NotClustered,
+        }
+    }
 }
 
 impl Observed {
@@ -72,8 +106,8 @@ impl Observed {
 
     /// Ring state of `id`, if the ring reports it.
     pub fn member_state(&self, id: &str) -> Option<&str> {
-        self.members
-            .as_ref()?
+        self.ring
+            .members()
             .iter()
             .find(|m| m.id == id)
             .map(|m| m.state.as_str())

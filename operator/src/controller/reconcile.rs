@@ -18,7 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::observed::{ordinal, Observed};
+use super::observed::{ordinal, Observed, RingView};
 use super::rollout::{self, RolloutStep};
 use super::scale::{self, ScaleStep};
 use super::status::{self, Progress};
@@ -119,7 +119,7 @@ async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Resul
         statefulset,
         pods,
         pvcs,
-        members: None,
+        ring: RingView::Unknown,
     };
     // Ask ready nodes in ordinal order; the first answer is the ring view. A node that
     // cannot answer is reported through readiness, not as a reconcile error.
@@ -131,7 +131,7 @@ async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Resul
         let base = (ctx.node_address)(names, o, tsc.spec.ports.http);
         match ctx.nodes.members(&base).await {
             Ok(m) => {
-                observed.members = m;
+                observed.ring = m.into();
                 break;
             }
             Err(e) => tracing::debug!(error = %e, "members query failed"),

@@ -4,7 +4,7 @@
 
 use kube::ResourceExt;
 
-use super::observed::{is_ready, ordinal, Observed};
+use super::observed::{is_ready, ordinal, Observed, RingView};
 use crate::resources::Names;
 
 /// Label the StatefulSet controller puts on each pod with its template revision.
@@ -78,13 +78,20 @@ pub fn plan(names: &Names, observed: &Observed, replicas: i32, scaling_down: boo
     if ready < replicas {
         return wait("PodsNotReady");
     }
-    if let Some(members) = &observed.members {
-        if !members
-            .iter()
-            .filter(|m| !m.has_left())
-            .all(|m| m.is_healthy())
-        {
-            return wait("RingUnhealthy");
+    match &observed.ring {
+        // Ready pods whose ring nobody could report may still owe each other hints: taking
+        // one down then could lose the only copy of recent writes. Wait, as scale-down does.
+        RingView::Unknown => return wait("NoRingView"),
+        // No cluster API, no ring: pod readiness above is all there is to check.
+        RingView::NotClustered => {}
+        RingView::Members(members) => {
+            if !members
+                .iter()
+                .filter(|m| !m.has_left())
+                .all(|m| m.is_healthy())
+            {
+                return wait("RingUnhealthy");
+            }
         }
     }
     outdated.sort();
@@ -116,7 +123,7 @@ mod tests {
                 .map(|(i, r)| ready_pod(&format!("tsc-{i}"), r))
                 .collect(),
             pvcs: Vec::new(),
-            members: None,
+            ring: RingView::NotClustered,
         }
     }
 
@@ -147,7 +154,7 @@ mod tests {
             }
         );
         let mut o = observed(&["old", "new"]);
-        o.members = Some(vec![
+        o.ring = RingView::Members(vec![
             Member {
                 id: "tsc-0".into(),
                 state: "active".into(),
@@ -218,6 +225,45 @@ mod tests {
         assert_eq!(
             plan(&names(), &observed(&["new", "new"]), 2, true),
             RolloutStep::UpToDate
+        );
+    }
+
+    #[test]
+    fn waits_when_no_node_could_report_the_ring() {
+        let mut o = observed(&["old", "new"]);
+        o.ring = RingView::Unknown;
+        assert_eq!(
+            plan(&names(), &o, 2, false),
+            RolloutStep::Wait {
+                reason: "NoRingView",
+                outdated: 1
+            }
+        );
+        // Nodes without a cluster API have no ring to wait for.
+        o.ring = RingView::NotClustered;
+        assert_eq!(
+            plan(&names(), &o, 2, false),
+            RolloutStep::Replace {
+                pod: "tsc-0".into()
+            }
+        );
+        o.ring = RingView::Members(vec![
+            Member {
+                id: "tsc-0".into(),
+                state: "active".into(),
+                pending_hints: 0,
+            },
+            Member {
+                id: "tsc-1".into(),
+                state: "active".into(),
+                pending_hints: 0,
+            },
+        ]);
+        assert_eq!(
+            plan(&names(), &o, 2, false),
+            RolloutStep::Replace {
+                pod: "tsc-0".into()
+            }
         );
     }
 }

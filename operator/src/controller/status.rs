@@ -62,9 +62,9 @@ pub fn compute(
     let desired = tsc.spec.replicas;
     let ready = observed.ready_pods().count() as i32;
     let unhealthy_members: Vec<&str> = observed
-        .members
+        .ring
+        .members()
         .iter()
-        .flatten()
         .filter(|m| m.state != "left" && m.state != "leaving" && !m.is_healthy())
         .map(|m| m.id.as_str())
         .collect();
@@ -161,9 +161,9 @@ pub fn compute(
             ),
         ],
         members: observed
-            .members
+            .ring
+            .members()
             .iter()
-            .flatten()
             .map(|m| MemberStatus {
                 name: m.id.clone(),
                 state: m.state.clone(),
