@@ -316,9 +316,25 @@ impl Target for KindTarget {
 
     fn clustered(&mut self) -> Result<bool> {
         let ep = self.endpoints()?;
-        Ok(ureq::get(&format!("{}/api/v1/cluster/members", ep.http))
+        let url = format!("{}/api/v1/cluster/members", ep.http);
+        let resp = ureq::get(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
             .call()
-            .is_ok())
+            .with_context(|| format!("GET {url}"))?;
+        members_status(resp.status().as_u16()).with_context(|| format!("GET {url}"))
+    }
+}
+
+/// What the answer to `GET /api/v1/cluster/members` says about clustering: 404 is a node
+/// without the cluster API; anything else but success is a fault to report, not a reason to
+/// skip the multi-node scenarios.
+fn members_status(status: u16) -> Result<bool> {
+    match status {
+        200..=299 => Ok(true),
+        404 => Ok(false),
+        s => bail!("HTTP {s}"),
     }
 }
 
@@ -335,7 +351,15 @@ fn rolled_out(pods: &str, image: &str, replicas: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::rolled_out;
+    use super::{members_status, rolled_out};
+
+    #[test]
+    fn only_a_missing_cluster_api_means_unclustered() {
+        assert!(members_status(200).unwrap());
+        assert!(!members_status(404).unwrap());
+        assert!(members_status(401).is_err());
+        assert!(members_status(503).is_err());
+    }
 
     #[test]
     fn a_rollout_is_done_when_every_pod_runs_the_image() {
