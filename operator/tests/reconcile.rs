@@ -580,6 +580,44 @@ async fn larger_volumes_expand_claims_then_recreate_the_statefulset_orphaning_po
 }
 
 #[tokio::test]
+async fn a_size_written_differently_is_not_a_resize() {
+    // The API server stores 10240Mi as 10Gi: the same size, nothing to expand or re-create
+    // (the class could expand, so a misjudged resize would show as claim patches).
+    let mut world = World {
+        statefulset: Some(sts(2, "r1", "10Gi")),
+        pods: vec![pod(0, "r1"), pod(1, "r1")],
+        pvcs: (0..2)
+            .flat_map(|i| [pvc("wal", i, "2Gi"), pvc("data", i, "10Gi")])
+            .collect(),
+        members: ring(&["active"; 2]),
+        ..Default::default()
+    };
+    world.storage_classes.insert(
+        "standard".into(),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"},
+               "provisioner": "x", "allowVolumeExpansion": true}),
+    );
+    let spec =
+        json!({"replicas": 2, "storage": {"wal": {"size": "2048Mi"}, "data": {"size": "10240Mi"}}});
+    let log = run(cluster(spec, json!(null)), world).await;
+    assert_eq!(
+        condition(&status_patch(&log), "Degraded")["status"],
+        "False"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("persistentvolumeclaims/") && !l.starts_with("GET")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("DELETE /apis/apps/v1/namespaces/metrics/statefulsets")),
+        "{log:#?}"
+    );
+    position(&log, "statefulsets/tsc?");
+}
+
+#[tokio::test]
 async fn node_agent_objects_are_applied_and_cleaned_up_by_the_finalizer() {
     let spec = json!({"replicas": 1, "replicationFactor": 1, "nodeAgent": {"enabled": true}});
     let log = run(cluster(spec.clone(), json!(null)), World::default()).await;

@@ -7,6 +7,7 @@
 pub mod leader;
 pub mod node_api;
 pub mod observed;
+pub mod quantity;
 pub mod reconcile;
 pub mod rollout;
 pub mod scale;
