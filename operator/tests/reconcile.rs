@@ -179,7 +179,7 @@ async fn run(tsc: TimeSeriesCluster, world: World) -> Vec<String> {
             instance: None,
         },
         nodes,
-        Arc::new(|n: &Names, ordinal: i32, port: i32| format!("http://{}:{port}", n.pod(ordinal))),
+        Arc::new(|n: &Names, ordinal: i32, port: i32| format!("{}:{port}", n.pod(ordinal))),
     ));
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -396,6 +396,28 @@ async fn scale_down_decommissions_the_highest_ordinal_before_shrinking() {
         .iter()
         .any(|l| l.contains("DELETE") && l.contains("-tsc-3")));
     assert_eq!(status_patch(&log)["decommissioning"], json!(["tsc-3"]));
+}
+
+#[tokio::test]
+async fn nodes_serving_tls_are_asked_over_https() {
+    let world = World {
+        statefulset: Some(sts(3, "r1", "10Gi")),
+        pods: (0..3).map(|i| pod(i, "r1")).collect(),
+        members: ring(&["active"; 3]),
+        ..Default::default()
+    };
+    let spec = json!({"replicas": 2, "tls": {"secretName": "tsc-tls"}});
+    let log = run(cluster(spec, json!(null)), world).await;
+    assert_eq!(
+        log[position(&log, "NODE members")],
+        "NODE members https://tsc-0:8181"
+    );
+    assert_eq!(
+        log[position(&log, "NODE decommission")],
+        "NODE decommission https://tsc-2:8181"
+    );
+    let probe = &sts_apply(&log)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    assert_eq!(probe["httpGet"]["scheme"], "HTTPS", "{probe:#}");
 }
 
 #[tokio::test]

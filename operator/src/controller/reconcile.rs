@@ -98,6 +98,16 @@ fn config_hash(config: &str) -> String {
         .collect()
 }
 
+/// The base URL of pod `ordinal`'s HTTP API. With `spec.tls` the node serves it over TLS
+/// only, so a plain-HTTP request would never get an answer.
+fn node_base(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names, ordinal: i32) -> String {
+    format!(
+        "{}://{}",
+        resources::http_scheme(tsc),
+        (ctx.node_address)(names, ordinal, tsc.spec.ports.http)
+    )
+}
+
 async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Result<Observed, Error> {
     let client = &ctx.client;
     let ns = &names.namespace;
@@ -128,7 +138,7 @@ async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Resul
         .filter_map(|p| ordinal(names, "", &p.name_any()))
         .collect();
     for o in ready {
-        let base = (ctx.node_address)(names, o, tsc.spec.ports.http);
+        let base = node_base(tsc, ctx, names, o);
         match ctx.nodes.members(&base).await {
             Ok(m) => {
                 observed.ring = m.into();
@@ -336,7 +346,7 @@ async fn apply(tsc: &TimeSeriesCluster, ctx: &Context) -> Result<Action, Error> 
     match &step {
         ScaleStep::Decommission { ordinal } => {
             let pod = names.pod(*ordinal);
-            let base = (ctx.node_address)(&names, *ordinal, tsc.spec.ports.http);
+            let base = node_base(tsc, ctx, &names, *ordinal);
             ctx.nodes.decommission(&base).await?;
             if !decommissioning.contains(&pod) {
                 decommissioning.push(pod.clone());
