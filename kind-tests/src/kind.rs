@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::client::wait_until;
 use crate::{Endpoints, Target};
@@ -166,6 +166,26 @@ impl KindTarget {
         })
     }
 
+    /// `<pod> <image of its first container>` per line for the cluster's node pods, selected
+    /// by the selector the operator publishes in the status.
+    fn pod_images(&self) -> Result<String> {
+        let selector = self.jsonpath(".status.selector")?;
+        ensure!(
+            !selector.trim().is_empty(),
+            "the status has no selector yet"
+        );
+        kubectl(&[
+            "-n",
+            &self.namespace,
+            "get",
+            "pods",
+            "-l",
+            selector.trim(),
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.containers[0].image}{\"\\n\"}{end}",
+        ])
+    }
+
     fn stop_forward(&mut self) {
         self.stop_http_forward();
         if let Some(mut c) = self.mqtt_forward.take() {
@@ -244,10 +264,24 @@ impl Target for KindTarget {
     fn roll_image(&mut self, image: &str) -> Result<()> {
         self.patch(&format!("{{\"spec\":{{\"image\":\"{image}\"}}}}"))?;
         let replicas: i32 = self.jsonpath(".spec.replicas")?.trim().parse()?;
+        // The status alone is the operator's claim; the pods are the proof. Every pod of the
+        // cluster must run the new image, not just the status field say so.
+        let mut pods = String::new();
         wait_until("the rollout", self.timeout, || {
-            Ok(self.jsonpath(".status.currentImage")? == image)
-        })?;
-        self.wait_steady(replicas)
+            if self.jsonpath(".status.currentImage")? != image {
+                return Ok(false);
+            }
+            pods = self.pod_images()?;
+            Ok(rolled_out(&pods, image, replicas))
+        })
+        .with_context(|| format!("pods and their images:\n{pods}"))?;
+        self.wait_steady(replicas)?;
+        let pods = self.pod_images()?;
+        ensure!(
+            rolled_out(&pods, image, replicas),
+            "after the rollout, pods and their images:\n{pods}"
+        );
+        Ok(())
     }
 
     fn scale(&mut self, replicas: i32) -> Result<()> {
@@ -282,8 +316,58 @@ impl Target for KindTarget {
 
     fn clustered(&mut self) -> Result<bool> {
         let ep = self.endpoints()?;
-        Ok(ureq::get(&format!("{}/api/v1/cluster/members", ep.http))
+        let url = format!("{}/api/v1/cluster/members", ep.http);
+        let resp = ureq::get(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
             .call()
-            .is_ok())
+            .with_context(|| format!("GET {url}"))?;
+        members_status(resp.status().as_u16()).with_context(|| format!("GET {url}"))
+    }
+}
+
+/// What the answer to `GET /api/v1/cluster/members` says about clustering: 404 is a node
+/// without the cluster API; anything else but success is a fault to report, not a reason to
+/// skip the multi-node scenarios.
+fn members_status(status: u16) -> Result<bool> {
+    match status {
+        200..=299 => Ok(true),
+        404 => Ok(false),
+        s => bail!("HTTP {s}"),
+    }
+}
+
+/// `pods` (as [`KindTarget::pod_images`] lists them) are exactly `replicas` pods, all running
+/// `image`.
+fn rolled_out(pods: &str, image: &str, replicas: i32) -> bool {
+    let images: Vec<&str> = pods
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_once(' ').map_or("", |(_, i)| i.trim()))
+        .collect();
+    images.len() == replicas as usize && images.iter().all(|i| *i == image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{members_status, rolled_out};
+
+    #[test]
+    fn only_a_missing_cluster_api_means_unclustered() {
+        assert!(members_status(200).unwrap());
+        assert!(!members_status(404).unwrap());
+        assert!(members_status(401).is_err());
+        assert!(members_status(503).is_err());
+    }
+
+    #[test]
+    fn a_rollout_is_done_when_every_pod_runs_the_image() {
+        let done = "strata-0 strata-node:v2\nstrata-1 strata-node:v2\n";
+        assert!(rolled_out(done, "strata-node:v2", 2));
+        assert!(!rolled_out(done, "strata-node:v2", 3), "a pod is missing");
+        let half = "strata-0 strata-node:v1\nstrata-1 strata-node:v2\n";
+        assert!(!rolled_out(half, "strata-node:v2", 2));
+        assert!(!rolled_out("strata-0 \n", "strata-node:v2", 1));
     }
 }

@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus, PodTemplateSpec};
 use strata_operator::controller::node_api::{HttpNodeApi, NodeApi};
-use strata_operator::controller::observed::Observed;
+use strata_operator::controller::observed::{Observed, RingView};
 use strata_operator::controller::rollout::{self, RolloutStep, REVISION_LABEL};
 use strata_operator::controller::scale::{self, ScaleStep};
 use strata_operator::crd::{MqttSpec, TimeSeriesCluster};
@@ -440,11 +440,11 @@ impl Twin {
             }),
             ..Default::default()
         };
-        let mut members = None;
+        let mut ring = RingView::Unknown;
         for o in 0..self.replicas {
             let base = self.http_base(o);
             if let Ok(m) = self.runtime.block_on(self.nodes.members(&base)) {
-                members = m;
+                ring = m.into();
                 break;
             }
         }
@@ -452,7 +452,7 @@ impl Twin {
             statefulset: Some(sts),
             pods,
             pvcs: Vec::new(),
-            members,
+            ring,
         })
     }
 
@@ -526,7 +526,7 @@ impl Target for Twin {
         self.drive(
             "rollout",
             Duration::from_secs(300),
-            |twin, observed| match rollout::plan(&names, observed, twin.replicas) {
+            |twin, observed| match rollout::plan(&names, observed, twin.replicas, false) {
                 RolloutStep::UpToDate => {
                     let all: Vec<i32> = twin.pods.keys().copied().collect();
                     Ok(all.into_iter().all(|o| twin.pod_ready(o)))

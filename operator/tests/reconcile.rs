@@ -78,6 +78,9 @@ fn answer(world: &World, method: &Method, path: &str, body: &Value) -> (StatusCo
             Some(c) => (StatusCode::OK, c.clone()),
             None => not_found(),
         },
+        Method::PATCH if path.ends_with("/statefulsets/tsc") => {
+            (StatusCode::OK, apply_sts(world, body))
+        }
         // The cluster itself (finalizer and status patches): the API server returns the
         // whole resource.
         Method::PATCH if path.contains("/timeseriesclusters/") => (
@@ -105,6 +108,29 @@ fn answer(world: &World, method: &Method, path: &str, body: &Value) -> (StatusCo
         ),
         _ => not_found(),
     }
+}
+
+/// What the API server answers to the StatefulSet's apply: the applied object with the
+/// stored one's status, and a generation bumped when the spec changed (a new object starts at
+/// generation 1 with no status). The StatefulSet controller has not run in between, so
+/// `status.observedGeneration` stays behind. Worlds whose StatefulSet has a placeholder
+/// template (no containers) do not model templates: the apply leaves those unchanged.
+fn apply_sts(world: &World, applied: &Value) -> Value {
+    let mut obj = applied.clone();
+    let Some(stored) = &world.statefulset else {
+        obj["metadata"]["generation"] = json!(1);
+        return obj;
+    };
+    let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
+    let stored_template = &stored["spec"]["template"];
+    let placeholder = stored_template["spec"]["containers"]
+        .as_array()
+        .is_some_and(|c| c.is_empty());
+    let changed = (!placeholder && *stored_template != applied["spec"]["template"])
+        || stored["spec"]["replicas"] != applied["spec"]["replicas"];
+    obj["metadata"]["generation"] = json!(generation + i64::from(changed));
+    obj["status"] = stored["status"].clone();
+    obj
 }
 
 /// Runs one reconcile of `tsc` against `world`; returns the log.
@@ -153,7 +179,7 @@ async fn run(tsc: TimeSeriesCluster, world: World) -> Vec<String> {
             instance: None,
         },
         nodes,
-        Arc::new(|n: &Names, ordinal: i32, port: i32| format!("http://{}:{port}", n.pod(ordinal))),
+        Arc::new(|n: &Names, ordinal: i32, port: i32| format!("{}:{port}", n.pod(ordinal))),
     ));
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -182,14 +208,14 @@ fn cluster(spec: Value, status: Value) -> TimeSeriesCluster {
 fn sts(replicas: i32, revision: &str, data_size: &str) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "tsc", "namespace": "metrics"},
+        "metadata": {"name": "tsc", "namespace": "metrics", "generation": 1},
         "spec": {"replicas": replicas, "serviceName": "tsc-peers",
                  "selector": {"matchLabels": {"app": "x"}},
                  "template": {"metadata": {}, "spec": {"containers": []}},
                  "volumeClaimTemplates": [
                      {"metadata": {"name": "wal"}, "spec": {"resources": {"requests": {"storage": "2Gi"}}}},
                      {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": data_size}}}}]},
-        "status": {"replicas": replicas, "updateRevision": revision}
+        "status": {"replicas": replicas, "updateRevision": revision, "observedGeneration": 1}
     })
 }
 
@@ -222,6 +248,16 @@ fn ring(states: &[&str]) -> Option<Vec<Member>> {
             })
             .collect(),
     )
+}
+
+fn condition(status: &Value, type_: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:#}"))
+        .clone()
 }
 
 fn position(log: &[String], needle: &str) -> usize {
@@ -363,6 +399,28 @@ async fn scale_down_decommissions_the_highest_ordinal_before_shrinking() {
 }
 
 #[tokio::test]
+async fn nodes_serving_tls_are_asked_over_https() {
+    let world = World {
+        statefulset: Some(sts(3, "r1", "10Gi")),
+        pods: (0..3).map(|i| pod(i, "r1")).collect(),
+        members: ring(&["active"; 3]),
+        ..Default::default()
+    };
+    let spec = json!({"replicas": 2, "tls": {"secretName": "tsc-tls"}});
+    let log = run(cluster(spec, json!(null)), world).await;
+    assert_eq!(
+        log[position(&log, "NODE members")],
+        "NODE members https://tsc-0:8181"
+    );
+    assert_eq!(
+        log[position(&log, "NODE decommission")],
+        "NODE decommission https://tsc-2:8181"
+    );
+    let probe = &sts_apply(&log)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    assert_eq!(probe["httpGet"]["scheme"], "HTTPS", "{probe:#}");
+}
+
+#[tokio::test]
 async fn scale_down_waits_while_the_ring_is_unhealthy() {
     let world = World {
         statefulset: Some(sts(4, "r1", "10Gi")),
@@ -409,6 +467,70 @@ async fn rollout_replaces_one_pod_at_a_time_from_the_top() {
     assert!(!log
         .iter()
         .any(|l| l.starts_with("DELETE /api/v1/namespaces/metrics/pods/")));
+}
+
+#[tokio::test]
+async fn a_new_image_is_not_current_before_the_statefulset_controller_rolls_it() {
+    let spec = json!({"replicas": 3, "image": "strata:new"});
+    let old_status = json!({"currentImage": "strata:old"});
+    // Render the template the cluster ran with the old image, as the StatefulSet stores it.
+    let first = run(
+        cluster(
+            json!({"replicas": 3, "image": "strata:old"}),
+            old_status.clone(),
+        ),
+        World::default(),
+    )
+    .await;
+    let mut stored = sts_apply(&first);
+    stored["metadata"]["generation"] = json!(1);
+    stored["status"] = json!({"replicas": 3, "updateRevision": "r1", "observedGeneration": 1});
+    let world = World {
+        statefulset: Some(stored),
+        pods: (0..3).map(|i| pod(i, "r1")).collect(),
+        members: ring(&["active"; 3]),
+        ..Default::default()
+    };
+
+    // The image changed and no pod was replaced yet: the StatefulSet's updateRevision still
+    // names the old template, which every pod runs.
+    let log = run(cluster(spec.clone(), old_status.clone()), world.clone()).await;
+    assert_eq!(
+        sts_apply(&log)["spec"]["template"]["spec"]["containers"][0]["image"],
+        "strata:new"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("DELETE /api/v1/namespaces/metrics/pods/")),
+        "{log:#?}"
+    );
+    let status = status_patch(&log);
+    assert_eq!(status["currentImage"], "strata:old", "{status:#}");
+    assert_eq!(status["phase"], "Upgrading");
+    let progressing = condition(&status, "Progressing");
+    assert_eq!(progressing["status"], "True");
+    assert_eq!(progressing["reason"], "StatefulSetNotObserved");
+
+    // The StatefulSet controller has seen the new template: the rollout starts at the top.
+    let mut observed = world.clone();
+    let sts = observed.statefulset.as_mut().unwrap();
+    sts["spec"]["template"] = sts_apply(&log)["spec"]["template"].clone();
+    sts["metadata"]["generation"] = json!(2);
+    sts["status"] = json!({"replicas": 3, "updateRevision": "r2", "observedGeneration": 2});
+    let log = run(cluster(spec.clone(), old_status.clone()), observed.clone()).await;
+    position(&log, "DELETE /api/v1/namespaces/metrics/pods/tsc-2");
+    assert_eq!(status_patch(&log)["currentImage"], "strata:old");
+
+    // Every pod runs the new revision: now the image is current.
+    observed.pods = (0..3).map(|i| pod(i, "r2")).collect();
+    let log = run(cluster(spec, old_status), observed).await;
+    assert!(!log
+        .iter()
+        .any(|l| l.starts_with("DELETE /api/v1/namespaces/metrics/pods/")));
+    let status = status_patch(&log);
+    assert_eq!(status["currentImage"], "strata:new");
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(condition(&status, "Progressing")["status"], "False");
 }
 
 #[tokio::test]
@@ -477,6 +599,44 @@ async fn larger_volumes_expand_claims_then_recreate_the_statefulset_orphaning_po
         .unwrap()
         .clone();
     assert_eq!(degraded["reason"], "VolumeExpansionUnsupported");
+}
+
+#[tokio::test]
+async fn a_size_written_differently_is_not_a_resize() {
+    // The API server stores 10240Mi as 10Gi: the same size, nothing to expand or re-create
+    // (the class could expand, so a misjudged resize would show as claim patches).
+    let mut world = World {
+        statefulset: Some(sts(2, "r1", "10Gi")),
+        pods: vec![pod(0, "r1"), pod(1, "r1")],
+        pvcs: (0..2)
+            .flat_map(|i| [pvc("wal", i, "2Gi"), pvc("data", i, "10Gi")])
+            .collect(),
+        members: ring(&["active"; 2]),
+        ..Default::default()
+    };
+    world.storage_classes.insert(
+        "standard".into(),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"},
+               "provisioner": "x", "allowVolumeExpansion": true}),
+    );
+    let spec =
+        json!({"replicas": 2, "storage": {"wal": {"size": "2048Mi"}, "data": {"size": "10240Mi"}}});
+    let log = run(cluster(spec, json!(null)), world).await;
+    assert_eq!(
+        condition(&status_patch(&log), "Degraded")["status"],
+        "False"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("persistentvolumeclaims/") && !l.starts_with("GET")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("DELETE /apis/apps/v1/namespaces/metrics/statefulsets")),
+        "{log:#?}"
+    );
+    position(&log, "statefulsets/tsc?");
 }
 
 #[tokio::test]

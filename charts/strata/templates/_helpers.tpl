@@ -33,8 +33,21 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) -}}
 {{- end -}}
 
+{{/*
+The sample cluster's TLS Secret when the Grafana datasource and helm test talk to it and it
+serves TLS (spec.tls): its nodes then serve HTTP over TLS only. Empty otherwise; the chart
+knows nothing of the TLS of a Service named by tests.service.
+*/}}
+{{- define "strata.clusterTlsSecret" -}}
+{{- if and .Values.sampleCluster.enabled (or (not .Values.tests.service) (eq .Values.tests.service .Values.sampleCluster.name)) -}}
+{{- $tls := (.Values.sampleCluster.spec | default dict).tls -}}
+{{- if $tls -}}{{- $tls.secretName -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The Service the Grafana datasource and helm test use. */}}
 {{- define "strata.clusterUrl" -}}
 {{- $svc := default .Values.sampleCluster.name .Values.tests.service -}}
-{{- printf "http://%s.%s.svc:8181" $svc .Release.Namespace -}}
+{{- $scheme := ternary "https" "http" (ne (include "strata.clusterTlsSecret" .) "") -}}
+{{- printf "%s://%s.%s.svc:8181" $scheme $svc .Release.Namespace -}}
 {{- end -}}

@@ -46,6 +46,11 @@ struct Args {
     /// This replica's identity in the Lease and in events.
     #[arg(long, env = "POD_NAME", default_value = "strata-operator")]
     identity: String,
+    /// PEM file of the CA(s) that sign the storage nodes' certificates, for clusters with
+    /// `spec.tls` (the operator then reaches nodes over HTTPS and trusts only these; without
+    /// it, Mozilla's roots). The chart mounts it from `operator.nodeCaSecret`.
+    #[arg(long, env = "STRATA_OPERATOR_NODE_CA_FILE")]
+    node_ca_file: Option<std::path::PathBuf>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "STRATA_OPERATOR_LOG_JSON")]
     log_json: bool,
@@ -101,10 +106,19 @@ async fn main() -> anyhow::Result<()> {
         controller: "strata-operator".into(),
         instance: Some(args.identity.clone()),
     };
+    let nodes = match &args.node_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the node CA file {}", path.display()))?;
+            HttpNodeApi::with_ca_pem(&pem)
+                .with_context(|| format!("node CA file {}", path.display()))?
+        }
+        None => HttpNodeApi::new(),
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         reporter,
-        Arc::new(HttpNodeApi::new()),
+        Arc::new(nodes),
         Arc::new(dns_node_address),
     ));
     let probes = tokio::spawn(serve_probes(args.metrics_addr, ctx.clone()));

@@ -7,6 +7,7 @@
 pub mod leader;
 pub mod node_api;
 pub mod observed;
+pub mod quantity;
 pub mod reconcile;
 pub mod rollout;
 pub mod scale;
@@ -55,13 +56,14 @@ pub enum Error {
     NotNamespaced,
 }
 
-/// How the controller addresses a node's HTTP API: by pod DNS in Kubernetes; tests and the
-/// local cluster twin substitute their own.
+/// How the controller addresses a node's HTTP API (`host:port`; the scheme follows
+/// `spec.tls`): by pod DNS in Kubernetes; tests and the local cluster twin substitute their
+/// own.
 pub type NodeAddress = dyn Fn(&Names, i32, i32) -> String + Send + Sync;
 
-/// The HTTP base URL of pod `ordinal` through the headless Service.
+/// `host:port` of pod `ordinal`'s HTTP API through the headless Service.
 pub fn dns_node_address(names: &Names, ordinal: i32, port: i32) -> String {
-    format!("http://{}:{port}", names.pod_dns(ordinal))
+    format!("{}:{port}", names.pod_dns(ordinal))
 }
 
 /// Shared by every reconcile.

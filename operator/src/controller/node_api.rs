@@ -102,22 +102,66 @@ pub fn parse_members(body: &[u8]) -> Result<Vec<Member>, serde_json::Error> {
     Ok(serde_json::from_slice::<MembersDoc>(body)?.into_members())
 }
 
-/// The real client: plain HTTP to the pod's DNS name through the headless Service.
+/// Why a CA bundle for node certificates is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    /// A PEM section could not be read.
+    #[error("reading the CA bundle: {0}")]
+    Pem(#[source] ureq::Error),
+    /// The bundle holds no certificate.
+    #[error("the CA bundle holds no certificate")]
+    Empty,
+}
+
+/// The real client: HTTP or HTTPS (the base URL says which; clusters with `spec.tls` are
+/// `https://`) to the pod's DNS name through the headless Service.
 pub struct HttpNodeApi {
     agent: ureq::Agent,
 }
 
 impl HttpNodeApi {
     /// A client with short timeouts: a reconcile must not hang on one unreachable node.
+    /// HTTPS is verified against Mozilla's roots.
     pub fn new() -> HttpNodeApi {
+        Self::with_tls(ureq::tls::TlsConfig::default())
+    }
+
+    /// A client whose HTTPS trusts exactly the certificates in `pem` (the CA that signs the
+    /// nodes' certificates, e.g. the `ca.crt` of their TLS Secret). The node certificates
+    /// must name the pods' DNS names through the peers Service
+    /// (`*.<cluster>-peers.<namespace>.svc`).
+    pub fn with_ca_pem(pem: &[u8]) -> Result<HttpNodeApi, CaBundleError> {
+        let roots = ca_certificates(pem)?;
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+            .build();
+        Ok(Self::with_tls(tls))
+    }
+
+    fn with_tls(tls: ureq::tls::TlsConfig) -> HttpNodeApi {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
+            .tls_config(tls)
             .build();
         HttpNodeApi {
             agent: config.into(),
         }
     }
+}
+
+/// The certificates of a PEM bundle (keys and other sections are ignored).
+fn ca_certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, CaBundleError> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(CaBundleError::Pem)? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(CaBundleError::Empty);
+    }
+    Ok(certs)
 }
 
 impl Default for HttpNodeApi {
@@ -210,6 +254,26 @@ mod tests {
                 pending_hints: 0
             }]
         );
+    }
+
+    #[test]
+    fn ca_bundles_need_a_certificate() {
+        assert!(matches!(ca_certificates(b""), Err(CaBundleError::Empty)));
+        assert!(matches!(
+            ca_certificates(b"not pem at all"),
+            Err(CaBundleError::Empty)
+        ));
+        let key_only = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIHh0ZXN0a2V5\n-----END PRIVATE KEY-----\n";
+        assert!(matches!(
+            ca_certificates(key_only),
+            Err(CaBundleError::Empty)
+        ));
+        // A Secret's ca.crt may hold several CAs (e.g. during a CA rotation).
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+        let bundle = format!("{}{}", a.cert.pem(), b.cert.pem());
+        assert_eq!(ca_certificates(bundle.as_bytes()).unwrap().len(), 2);
+        assert!(HttpNodeApi::with_ca_pem(bundle.as_bytes()).is_ok());
     }
 
     #[test]

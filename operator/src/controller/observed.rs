@@ -10,15 +10,51 @@ use crate::resources::Names;
 /// The cluster's state as read at the start of a reconcile.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    /// The StatefulSet, when it exists.
+    /// The StatefulSet, when it exists. `reconcile` replaces the copy it read with the one its
+    /// apply returned, so that planners see whether the StatefulSet controller has caught up
+    /// with the template applied in the same reconcile.
     pub statefulset: Option<StatefulSet>,
     /// Pods selected by the cluster's node labels.
     pub pods: Vec<Pod>,
     /// Claims of the cluster's pods (both templates).
     pub pvcs: Vec<PersistentVolumeClaim>,
-    /// The ring as a node reports it; `None` when no node could be asked or none serves the
+    /// The ring as a node reports it.
+    pub ring: RingView,
+}
+
+/// What the nodes said about the ring. "Could not ask" and "there is no ring" are different
+/// answers: the first must hold back anything that takes a node down, the second leaves the
+/// decision to pod readiness.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RingView {
+    /// No node could be asked (none ready) or none answered: the ring's health is unknown.
+    #[default]
+    Unknown,
+    /// A node answered that it serves no cluster API (a single-node build): there is no ring.
+    NotClustered,
+    /// The members as the first node that answered reports them.
+    Members(Vec<Member>),
+}
+
+impl RingView {
+    /// The members, or none when there is no ring or it is unknown.
+    pub fn members(&self) -> &[Member] {
+        match self {
+            RingView::Members(m) => m,
+            RingView::Unknown | RingView::NotClustered => &[],
+        }
+    }
+}
+
+impl From<Option<Vec<Member>>> for RingView {
+    /// A node's answer ([`super::node_api::NodeApi::members`]): `None` means it serves no
     /// cluster API.
-    pub members: Option<Vec<Member>>,
+    fn from(answer: Option<Vec<Member>>) -> RingView {
+        match answer {
+            Some(m) => RingView::Members(m),
+            None => RingView::NotClustered,
+        }
+    }
 }
 
 impl Observed {
@@ -38,6 +74,26 @@ impl Observed {
             .and_then(|s| s.update_revision.as_deref())
     }
 
+    /// The StatefulSet controller has seen the StatefulSet's current spec
+    /// (`status.observedGeneration` ≥ `metadata.generation`), so `updateRevision` names the
+    /// revision of the current template. Right after a template change the API server has
+    /// bumped the generation but `updateRevision` still names the old template, and every
+    /// pod would look up to date.
+    pub fn statefulset_observed(&self) -> bool {
+        let Some(sts) = &self.statefulset else {
+            return false;
+        };
+        // The API server always sets a generation; a missing one (hand-built objects) counts
+        // as 0, and a missing observedGeneration means the controller has seen nothing yet.
+        let generation = sts.metadata.generation.unwrap_or(0);
+        let seen = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .unwrap_or(0);
+        seen >= generation && self.update_revision().is_some()
+    }
+
     /// Pods whose Ready condition is true.
     pub fn ready_pods(&self) -> impl Iterator<Item = &Pod> {
         self.pods.iter().filter(|p| is_ready(p))
@@ -50,8 +106,8 @@ impl Observed {
 
     /// Ring state of `id`, if the ring reports it.
     pub fn member_state(&self, id: &str) -> Option<&str> {
-        self.members
-            .as_ref()?
+        self.ring
+            .members()
             .iter()
             .find(|m| m.id == id)
             .map(|m| m.state.as_str())

@@ -18,7 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::observed::{ordinal, Observed};
+use super::observed::{ordinal, Observed, RingView};
 use super::rollout::{self, RolloutStep};
 use super::scale::{self, ScaleStep};
 use super::status::{self, Progress};
@@ -98,6 +98,16 @@ fn config_hash(config: &str) -> String {
         .collect()
 }
 
+/// The base URL of pod `ordinal`'s HTTP API. With `spec.tls` the node serves it over TLS
+/// only, so a plain-HTTP request would never get an answer.
+fn node_base(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names, ordinal: i32) -> String {
+    format!(
+        "{}://{}",
+        resources::http_scheme(tsc),
+        (ctx.node_address)(names, ordinal, tsc.spec.ports.http)
+    )
+}
+
 async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Result<Observed, Error> {
     let client = &ctx.client;
     let ns = &names.namespace;
@@ -119,7 +129,7 @@ async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Resul
         statefulset,
         pods,
         pvcs,
-        members: None,
+        ring: RingView::Unknown,
     };
     // Ask ready nodes in ordinal order; the first answer is the ring view. A node that
     // cannot answer is reported through readiness, not as a reconcile error.
@@ -128,10 +138,10 @@ async fn observe(tsc: &TimeSeriesCluster, ctx: &Context, names: &Names) -> Resul
         .filter_map(|p| ordinal(names, "", &p.name_any()))
         .collect();
     for o in ready {
-        let base = (ctx.node_address)(names, o, tsc.spec.ports.http);
+        let base = node_base(tsc, ctx, names, o);
         match ctx.nodes.members(&base).await {
             Ok(m) => {
-                observed.members = m;
+                observed.ring = m.into();
                 break;
             }
             Err(e) => tracing::debug!(error = %e, "members query failed"),
@@ -302,7 +312,7 @@ async fn reclaim_claims(
 
 async fn apply(tsc: &TimeSeriesCluster, ctx: &Context) -> Result<Action, Error> {
     let names = Names::of(tsc);
-    let observed = observe(tsc, ctx, &names).await?;
+    let mut observed = observe(tsc, ctx, &names).await?;
     let config_hash = apply_static(tsc, ctx, &names).await?;
     let mut decommissioning = tsc
         .status
@@ -336,7 +346,7 @@ async fn apply(tsc: &TimeSeriesCluster, ctx: &Context) -> Result<Action, Error> 
     match &step {
         ScaleStep::Decommission { ordinal } => {
             let pod = names.pod(*ordinal);
-            let base = (ctx.node_address)(&names, *ordinal, tsc.spec.ports.http);
+            let base = node_base(tsc, ctx, &names, *ordinal);
             ctx.nodes.decommission(&base).await?;
             if !decommissioning.contains(&pod) {
                 decommissioning.push(pod.clone());
@@ -378,20 +388,19 @@ async fn apply(tsc: &TimeSeriesCluster, ctx: &Context) -> Result<Action, Error> 
         config_hash,
     };
     let sts_api = Api::<StatefulSet>::namespaced(ctx.client.clone(), &names.namespace);
-    apply_object(&sts_api, &resources::statefulset(tsc, &plan)).await?;
+    // The apply answers with the StatefulSet as stored now: its generation counts the
+    // template just applied while its status still describes what the StatefulSet
+    // controller last saw. The rollout must judge pods against that, not against the
+    // StatefulSet read before the apply.
+    observed.statefulset = Some(apply_object(&sts_api, &resources::statefulset(tsc, &plan)).await?);
 
     reclaim_claims(tsc, ctx, &names, &observed, replicas).await?;
     decommissioning.retain(|pod| {
         observed.pod(pod).is_some() || ordinal(&names, "", pod).is_some_and(|o| o < replicas)
     });
 
-    // Rollouts wait for scale-downs: replacing a pod while another hands off its data would
-    // take two replicas of some series away at once.
-    let rollout = if matches!(step, ScaleStep::Steady | ScaleStep::Up { .. }) {
-        rollout::plan(&names, &observed, replicas)
-    } else {
-        RolloutStep::UpToDate
-    };
+    let scaling_down = !matches!(step, ScaleStep::Steady | ScaleStep::Up { .. });
+    let rollout = rollout::plan(&names, &observed, replicas, scaling_down);
     if let RolloutStep::Replace { pod } = &rollout {
         delete_if_present(
             &Api::<Pod>::namespaced(ctx.client.clone(), &names.namespace),

@@ -4,7 +4,7 @@
 
 use kube::ResourceExt;
 
-use super::observed::{is_ready, ordinal, Observed};
+use super::observed::{is_ready, ordinal, Observed, RingView};
 use crate::resources::Names;
 
 /// Label the StatefulSet controller puts on each pod with its template revision.
@@ -13,31 +13,46 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// What to do about pods running an old template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RolloutStep {
-    /// Every pod runs the current template.
+    /// The StatefulSet controller has seen the current template and every pod runs it.
     UpToDate,
     /// Delete this pod; the StatefulSet re-creates it from the new template.
     Replace { pod: String },
-    /// Outdated pods remain, but it is not safe to replace one now.
+    /// Outdated pods remain (or may remain), but it is not safe to replace one now.
     Wait {
         reason: &'static str,
         outdated: usize,
     },
 }
 
-/// Decides the next rollout step. `replicas` is what the StatefulSet runs now.
-pub fn plan(names: &Names, observed: &Observed, replicas: i32) -> RolloutStep {
-    let Some(revision) = observed.update_revision() else {
-        return RolloutStep::UpToDate;
-    };
-    let mut outdated: Vec<(i32, String)> = observed
-        .pods
-        .iter()
-        .filter(|p| p.labels().get(REVISION_LABEL).map(String::as_str) != Some(revision))
-        .filter_map(|p| {
+/// Decides the next rollout step. `replicas` is what the StatefulSet runs now;
+/// `scaling_down` says a node is being decommissioned or removed.
+///
+/// `observed.statefulset` must be the StatefulSet as this reconcile's apply returned it: a
+/// template applied a moment ago has bumped its generation, and until the StatefulSet
+/// controller has observed that generation its `updateRevision` still names the previous
+/// template, so pods still running that one would count as up to date.
+pub fn plan(names: &Names, observed: &Observed, replicas: i32, scaling_down: bool) -> RolloutStep {
+    let in_range = || {
+        observed.pods.iter().filter_map(|p| {
             let name = p.name_any();
-            ordinal(names, "", &name).map(|o| (o, name))
+            ordinal(names, "", &name)
+                .filter(|o| *o < replicas)
+                .map(|o| (o, p, name))
         })
-        .filter(|(o, _)| *o < replicas)
+    };
+    let Some(revision) = observed
+        .update_revision()
+        .filter(|_| observed.statefulset_observed())
+    else {
+        // Which pods are outdated is unknown until then; none is known to be current.
+        return RolloutStep::Wait {
+            reason: "StatefulSetNotObserved",
+            outdated: in_range().count(),
+        };
+    };
+    let mut outdated: Vec<(i32, String)> = in_range()
+        .filter(|(_, p, _)| p.labels().get(REVISION_LABEL).map(String::as_str) != Some(revision))
+        .map(|(o, _, name)| (o, name))
         .collect();
     if outdated.is_empty() {
         return RolloutStep::UpToDate;
@@ -47,6 +62,11 @@ pub fn plan(names: &Names, observed: &Observed, replicas: i32) -> RolloutStep {
         reason,
         outdated: count,
     };
+    // Replacing a pod while another hands off its data would take two replicas of some
+    // series away at once.
+    if scaling_down {
+        return wait("ScaleDownInProgress");
+    }
     if observed
         .pods
         .iter()
@@ -58,13 +78,20 @@ pub fn plan(names: &Names, observed: &Observed, replicas: i32) -> RolloutStep {
     if ready < replicas {
         return wait("PodsNotReady");
     }
-    if let Some(members) = &observed.members {
-        if !members
-            .iter()
-            .filter(|m| !m.has_left())
-            .all(|m| m.is_healthy())
-        {
-            return wait("RingUnhealthy");
+    match &observed.ring {
+        // Ready pods whose ring nobody could report may still owe each other hints: taking
+        // one down then could lose the only copy of recent writes. Wait, as scale-down does.
+        RingView::Unknown => return wait("NoRingView"),
+        // No cluster API, no ring: pod readiness above is all there is to check.
+        RingView::NotClustered => {}
+        RingView::Members(members) => {
+            if !members
+                .iter()
+                .filter(|m| !m.has_left())
+                .all(|m| m.is_healthy())
+            {
+                return wait("RingUnhealthy");
+            }
         }
     }
     outdated.sort();
@@ -96,7 +123,7 @@ mod tests {
                 .map(|(i, r)| ready_pod(&format!("tsc-{i}"), r))
                 .collect(),
             pvcs: Vec::new(),
-            members: None,
+            ring: RingView::NotClustered,
         }
     }
 
@@ -104,13 +131,13 @@ mod tests {
     fn replaces_highest_outdated_ordinal_first() {
         let o = observed(&["old", "old", "new"]);
         assert_eq!(
-            plan(&names(), &o, 3),
+            plan(&names(), &o, 3, false),
             RolloutStep::Replace {
                 pod: "tsc-1".into()
             }
         );
         assert_eq!(
-            plan(&names(), &observed(&["new", "new"]), 2),
+            plan(&names(), &observed(&["new", "new"]), 2, false),
             RolloutStep::UpToDate
         );
     }
@@ -120,14 +147,14 @@ mod tests {
         let mut o = observed(&["old", "old", "new"]);
         o.pods[2].status = None;
         assert_eq!(
-            plan(&names(), &o, 3),
+            plan(&names(), &o, 3, false),
             RolloutStep::Wait {
                 reason: "PodsNotReady",
                 outdated: 2
             }
         );
         let mut o = observed(&["old", "new"]);
-        o.members = Some(vec![
+        o.ring = RingView::Members(vec![
             Member {
                 id: "tsc-0".into(),
                 state: "active".into(),
@@ -140,10 +167,102 @@ mod tests {
             },
         ]);
         assert_eq!(
-            plan(&names(), &o, 2),
+            plan(&names(), &o, 2, false),
             RolloutStep::Wait {
                 reason: "RingUnhealthy",
                 outdated: 1
+            }
+        );
+    }
+
+    #[test]
+    fn waits_until_the_statefulset_controller_has_seen_the_template() {
+        // The apply just bumped the generation: updateRevision still names the template
+        // every pod runs, so they only look up to date.
+        let mut o = observed(&["old", "old", "old"]);
+        let sts = o.statefulset.as_mut().unwrap();
+        sts.metadata.generation = Some(4);
+        let status = sts.status.as_mut().unwrap();
+        status.observed_generation = Some(3);
+        status.update_revision = Some("old".into());
+        let not_observed = RolloutStep::Wait {
+            reason: "StatefulSetNotObserved",
+            outdated: 3,
+        };
+        assert_eq!(plan(&names(), &o, 3, false), not_observed);
+
+        // A StatefulSet just created has no status at all.
+        let mut fresh = observed(&["old", "old", "old"]);
+        fresh.statefulset.as_mut().unwrap().metadata.generation = Some(1);
+        fresh.statefulset.as_mut().unwrap().status = None;
+        assert_eq!(plan(&names(), &fresh, 3, false), not_observed);
+        fresh.statefulset = None;
+        assert_eq!(plan(&names(), &fresh, 3, false), not_observed);
+
+        // Observed: the new revision shows the pods outdated.
+        let sts = o.statefulset.as_mut().unwrap();
+        let status = sts.status.as_mut().unwrap();
+        status.observed_generation = Some(4);
+        status.update_revision = Some("new".into());
+        assert_eq!(
+            plan(&names(), &o, 3, false),
+            RolloutStep::Replace {
+                pod: "tsc-2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn waits_for_a_scale_down() {
+        let o = observed(&["old", "old", "new"]);
+        assert_eq!(
+            plan(&names(), &o, 3, true),
+            RolloutStep::Wait {
+                reason: "ScaleDownInProgress",
+                outdated: 2
+            }
+        );
+        assert_eq!(
+            plan(&names(), &observed(&["new", "new"]), 2, true),
+            RolloutStep::UpToDate
+        );
+    }
+
+    #[test]
+    fn waits_when_no_node_could_report_the_ring() {
+        let mut o = observed(&["old", "new"]);
+        o.ring = RingView::Unknown;
+        assert_eq!(
+            plan(&names(), &o, 2, false),
+            RolloutStep::Wait {
+                reason: "NoRingView",
+                outdated: 1
+            }
+        );
+        // Nodes without a cluster API have no ring to wait for.
+        o.ring = RingView::NotClustered;
+        assert_eq!(
+            plan(&names(), &o, 2, false),
+            RolloutStep::Replace {
+                pod: "tsc-0".into()
+            }
+        );
+        o.ring = RingView::Members(vec![
+            Member {
+                id: "tsc-0".into(),
+                state: "active".into(),
+                pending_hints: 0,
+            },
+            Member {
+                id: "tsc-1".into(),
+                state: "active".into(),
+                pending_hints: 0,
+            },
+        ]);
+        assert_eq!(
+            plan(&names(), &o, 2, false),
+            RolloutStep::Replace {
+                pod: "tsc-0".into()
             }
         );
     }

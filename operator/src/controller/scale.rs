@@ -2,7 +2,7 @@
 //! shrinks the StatefulSet only once that node reports `left`, i.e. its data lives on other
 //! owners. One node leaves at a time, and a departure starts only on a healthy ring.
 
-use super::observed::Observed;
+use super::observed::{Observed, RingView};
 use crate::crd::TimeSeriesCluster;
 use crate::resources::Names;
 
@@ -65,10 +65,19 @@ pub fn plan(tsc: &TimeSeriesCluster, observed: &Observed, decommissioning: &[Str
     let ordinal = current - 1;
     let pod = names.pod(ordinal);
     let asked = decommissioning.contains(&pod);
-    let Some(members) = &observed.members else {
-        return ScaleStep::Blocked {
-            reason: "NoRingView",
-        };
+    let members = match &observed.ring {
+        RingView::Members(m) => m,
+        RingView::Unknown => {
+            return ScaleStep::Blocked {
+                reason: "NoRingView",
+            }
+        }
+        // Without a cluster API a node cannot hand its data off.
+        RingView::NotClustered => {
+            return ScaleStep::Blocked {
+                reason: "NotClustered",
+            }
+        }
     };
     match observed.member_state(&pod) {
         Some("left") => ScaleStep::Shrink { ordinal },
@@ -105,8 +114,8 @@ mod tests {
     use crate::controller::test_support::{ready_pod, sts};
     use crate::resources::test_support::cluster;
 
-    fn members(states: &[(&str, &str)]) -> Option<Vec<Member>> {
-        Some(
+    fn members(states: &[(&str, &str)]) -> RingView {
+        RingView::Members(
             states
                 .iter()
                 .map(|(id, s)| Member {
@@ -118,14 +127,14 @@ mod tests {
         )
     }
 
-    fn observed(replicas: i32, ring: Option<Vec<Member>>) -> Observed {
+    fn observed(replicas: i32, ring: RingView) -> Observed {
         Observed {
             statefulset: Some(sts(replicas, "r1")),
             pods: (0..replicas)
                 .map(|i| ready_pod(&format!("tsc-{i}"), "r1"))
                 .collect(),
             pvcs: Vec::new(),
-            members: ring,
+            ring,
         }
     }
 
@@ -136,9 +145,9 @@ mod tests {
             plan(&tsc, &Observed::default(), &[]),
             ScaleStep::Up { from: 0, to: 5 }
         );
-        let step = plan(&tsc, &observed(3, None), &[]);
+        let step = plan(&tsc, &observed(3, RingView::Unknown), &[]);
         assert_eq!(step, ScaleStep::Up { from: 3, to: 5 });
-        assert_eq!(step.replicas(&tsc, &observed(3, None)), 5);
+        assert_eq!(step.replicas(&tsc, &observed(3, RingView::Unknown)), 5);
     }
 
     #[test]
@@ -219,7 +228,9 @@ mod tests {
             ("tsc-2", "active"),
             ("tsc-3", "active"),
         ]);
-        ring.as_mut().unwrap()[0].pending_hints = 10;
+        if let RingView::Members(m) = &mut ring {
+            m[0].pending_hints = 10;
+        }
         assert_eq!(
             plan(&tsc, &observed(4, ring), &[]),
             ScaleStep::Blocked {
@@ -227,7 +238,7 @@ mod tests {
             }
         );
         assert_eq!(
-            plan(&tsc, &observed(4, None), &[]),
+            plan(&tsc, &observed(4, RingView::Unknown), &[]),
             ScaleStep::Blocked {
                 reason: "NoRingView"
             }

@@ -62,9 +62,9 @@ pub fn compute(
     let desired = tsc.spec.replicas;
     let ready = observed.ready_pods().count() as i32;
     let unhealthy_members: Vec<&str> = observed
-        .members
+        .ring
+        .members()
         .iter()
-        .flatten()
         .filter(|m| m.state != "left" && m.state != "leaving" && !m.is_healthy())
         .map(|m| m.id.as_str())
         .collect();
@@ -161,16 +161,19 @@ pub fn compute(
             ),
         ],
         members: observed
-            .members
+            .ring
+            .members()
             .iter()
-            .flatten()
             .map(|m| MemberStatus {
                 name: m.id.clone(),
                 state: m.state.clone(),
             })
             .collect(),
         decommissioning: progress.decommissioning.clone(),
-        current_image: if matches!(progress.rollout, RolloutStep::UpToDate) {
+        // `UpToDate` means the StatefulSet controller has seen the current template and every
+        // pod runs its revision; while volumes are expanding the StatefulSet is being
+        // re-created and nothing is known.
+        current_image: if matches!(progress.rollout, RolloutStep::UpToDate) && !progress.expanding {
             Some(tsc.spec.image.clone())
         } else {
             old.current_image
@@ -256,5 +259,38 @@ mod tests {
         assert_eq!(s.phase, Some(Phase::Degraded));
         assert_eq!(cond(&s, "Degraded").reason, "PodsNotReady");
         assert_eq!(cond(&s, "Ready").status, "False");
+    }
+
+    #[test]
+    fn current_image_moves_only_once_the_rollout_is_done() {
+        let mut tsc = cluster("tsc", "replicas: 1\nimage: strata:new");
+        tsc.status = Some(TimeSeriesClusterStatus {
+            current_image: Some("strata:old".into()),
+            ..Default::default()
+        });
+        let o = Observed {
+            statefulset: Some(sts(1, "r")),
+            pods: vec![ready_pod("tsc-0", "r")],
+            ..Default::default()
+        };
+        let waiting = Progress {
+            rollout: RolloutStep::Wait {
+                reason: "StatefulSetNotObserved",
+                outdated: 1,
+            },
+            ..steady()
+        };
+        let s = compute(&tsc, &o, &waiting, String::new(), now(1));
+        assert_eq!(s.current_image.as_deref(), Some("strata:old"));
+        assert_eq!(s.phase, Some(Phase::Upgrading));
+        assert_eq!(cond(&s, "Progressing").reason, "StatefulSetNotObserved");
+        let expanding = Progress {
+            expanding: true,
+            ..steady()
+        };
+        let s = compute(&tsc, &o, &expanding, String::new(), now(1));
+        assert_eq!(s.current_image.as_deref(), Some("strata:old"));
+        let s = compute(&tsc, &o, &steady(), String::new(), now(1));
+        assert_eq!(s.current_image.as_deref(), Some("strata:new"));
     }
 }

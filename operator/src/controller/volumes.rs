@@ -6,6 +6,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
+use super::quantity;
 use crate::crd::TimeSeriesCluster;
 
 /// A claim template whose size the spec changed.
@@ -28,8 +29,9 @@ fn requested(pvc: &PersistentVolumeClaim) -> Option<&str> {
         .map(|q| q.0.as_str())
 }
 
-/// Templates of the existing StatefulSet whose size differs from the spec. The CRD's
-/// transition rule guarantees the spec only grows.
+/// Templates of the existing StatefulSet whose size differs in value from the spec (the API
+/// server stores `10240Mi` as `10Gi`: the text alone would re-create the StatefulSet on
+/// every reconcile). The CRD's transition rule guarantees the spec only grows.
 pub fn resizes(tsc: &TimeSeriesCluster, sts: &StatefulSet) -> Vec<Resize> {
     let templates = sts
         .spec
@@ -45,7 +47,7 @@ pub fn resizes(tsc: &TimeSeriesCluster, sts: &StatefulSet) -> Vec<Resize> {
             .flatten()
             .find(|t| t.metadata.name.as_deref() == Some(name))
             .and_then(requested);
-        if have.is_some_and(|h| h != want) {
+        if have.is_some_and(|h| !quantity::same_size(h, want)) {
             out.push(Resize {
                 template: name.into(),
                 size: want.clone(),
@@ -55,7 +57,8 @@ pub fn resizes(tsc: &TimeSeriesCluster, sts: &StatefulSet) -> Vec<Resize> {
     out
 }
 
-/// Existing claims of `template` that still request less than `size`.
+/// Existing claims of `template` that still request less than `size` (by value; a claim
+/// already larger is left alone, since claims cannot shrink).
 pub fn claims_to_expand<'a>(
     pvcs: &'a [PersistentVolumeClaim],
     template: &str,
@@ -71,7 +74,7 @@ pub fn claims_to_expand<'a>(
                 .and_then(|n| n.strip_prefix(&prefix))
                 .is_some_and(|ord| !ord.is_empty() && ord.bytes().all(|b| b.is_ascii_digit()))
         })
-        .filter(|p| requested(p) != Some(size))
+        .filter(|p| requested(p).is_none_or(|r| quantity::smaller(r, size)))
         .collect()
 }
 
@@ -123,5 +126,34 @@ mod tests {
             .map(|p| p.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(todo, ["data-tsc-1"]);
+    }
+
+    #[test]
+    fn sizes_are_compared_by_value_not_text() {
+        let plan = ReplicaPlan {
+            replicas: 2,
+            config_hash: String::new(),
+        };
+        // The StatefulSet as stored: the API server wrote the quantities canonically.
+        let stored = statefulset(
+            &cluster("tsc", "storage: {wal: {size: 2Gi}, data: {size: 10Gi}}"),
+            &plan,
+        );
+        let same = cluster(
+            "tsc",
+            "storage: {wal: {size: 2048Mi}, data: {size: 10240Mi}}",
+        );
+        assert!(resizes(&same, &stored).is_empty());
+        let pvcs = [
+            pvc("data-tsc-0", "10Gi"),
+            pvc("data-tsc-1", "10737418240"),
+            pvc("data-tsc-2", "20Gi"),
+            pvc("data-tsc-3", "9Gi"),
+        ];
+        let todo: Vec<_> = claims_to_expand(&pvcs, "data", "tsc", "10240Mi")
+            .into_iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(todo, ["data-tsc-3"]);
     }
 }

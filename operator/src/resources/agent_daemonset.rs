@@ -55,7 +55,8 @@ pub fn agent_daemonset(tsc: &TimeSeriesCluster) -> Option<DaemonSet> {
         args: Some(vec![
             "--node-name=$(NODE_NAME)".into(),
             format!(
-                "--remote-write-url=http://{}:{}/api/v1/write",
+                "--remote-write-url={}://{}:{}/api/v1/write",
+                super::http_scheme(tsc),
                 names.client_dns(),
                 tsc.spec.ports.http
             ),
@@ -195,5 +196,19 @@ mod tests {
             .unwrap()
             .iter()
             .all(|m| m.read_only == Some(true)));
+    }
+
+    #[test]
+    fn remote_write_follows_tls() {
+        let tsc = cluster("tsc", "nodeAgent: {enabled: true}\ntls: {secretName: tls}");
+        let ds = agent_daemonset(&tsc).unwrap();
+        let args = ds.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(
+            args.contains(&"--remote-write-url=https://tsc.metrics.svc:8181/api/v1/write".into()),
+            "{args:?}"
+        );
     }
 }

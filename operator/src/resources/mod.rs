@@ -45,6 +45,15 @@ pub mod paths {
     pub const DATA_DIR: &str = "/var/lib/strata/data";
 }
 
+/// The scheme of the node's HTTP API: with `spec.tls` the node serves it over TLS only.
+pub fn http_scheme(tsc: &TimeSeriesCluster) -> &'static str {
+    if tsc.spec.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// The user and group every Strata container runs as (matches the Dockerfiles).
 pub const RUN_AS_USER: i64 = 10001;
 

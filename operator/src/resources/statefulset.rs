@@ -165,12 +165,16 @@ fn port(name: &str, number: i32, protocol: &str) -> ContainerPort {
     }
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+/// A probe of the node's HTTP port. With `spec.tls` the node serves that port over TLS only,
+/// so a plain-HTTP probe would never pass; the kubelet does not verify the certificate of an
+/// HTTPS probe, so no trust needs configuring.
+fn http_probe(tsc: &TimeSeriesCluster, path: &str, period: i32, failures: i32) -> Probe {
+    let scheme = super::http_scheme(tsc).to_ascii_uppercase();
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("http".into()),
-            scheme: None,
+            scheme: Some(scheme),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -255,9 +259,9 @@ fn pod_template(tsc: &TimeSeriesCluster, names: &Names, plan: &ReplicaPlan) -> P
         ]),
         // WAL replay after a crash may take a while: the startup probe allows 5 minutes
         // before liveness takes over.
-        startup_probe: Some(http_probe("/health", 5, 60)),
-        liveness_probe: Some(http_probe("/health", 10, 6)),
-        readiness_probe: Some(http_probe("/ready", 5, 3)),
+        startup_probe: Some(http_probe(tsc, "/health", 5, 60)),
+        liveness_probe: Some(http_probe(tsc, "/health", 10, 6)),
+        readiness_probe: Some(http_probe(tsc, "/ready", 5, 3)),
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
@@ -601,5 +605,30 @@ scheduling:
         assert!(required
             .required_during_scheduling_ignored_during_execution
             .is_some());
+    }
+
+    #[test]
+    fn probes_speak_https_when_the_node_serves_tls() {
+        let schemes = |spec: &str| -> Vec<Option<String>> {
+            let sts = statefulset(&cluster("tsc", spec), &plan(1));
+            let c = container(&sts);
+            [&c.startup_probe, &c.liveness_probe, &c.readiness_probe]
+                .into_iter()
+                .map(|p| {
+                    p.as_ref()
+                        .unwrap()
+                        .http_get
+                        .as_ref()
+                        .unwrap()
+                        .scheme
+                        .clone()
+                })
+                .collect()
+        };
+        assert_eq!(schemes("{}"), vec![Some("HTTP".to_string()); 3]);
+        assert_eq!(
+            schemes("tls: {secretName: tls}"),
+            vec![Some("HTTPS".to_string()); 3]
+        );
     }
 }
