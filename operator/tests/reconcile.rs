@@ -533,8 +533,9 @@ async fn a_new_image_is_not_current_before_the_statefulset_controller_rolls_it()
     assert_eq!(condition(&status, "Progressing")["status"], "False");
 }
 
-#[tokio::test]
-async fn larger_volumes_expand_claims_then_recreate_the_statefulset_orphaning_pods() {
+/// Two ready pods at revision r1 with 2Gi WAL and 10Gi data claims on a StorageClass that can
+/// expand volumes.
+fn two_nodes_on_an_expandable_class() -> World {
     let mut world = World {
         statefulset: Some(sts(2, "r1", "10Gi")),
         pods: vec![pod(0, "r1"), pod(1, "r1")],
@@ -549,6 +550,12 @@ async fn larger_volumes_expand_claims_then_recreate_the_statefulset_orphaning_po
         json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"},
                "provisioner": "x", "allowVolumeExpansion": true}),
     );
+    world
+}
+
+#[tokio::test]
+async fn larger_volumes_expand_claims_then_recreate_the_statefulset_orphaning_pods() {
+    let mut world = two_nodes_on_an_expandable_class();
     let spec = json!({"replicas": 2, "storage": {"data": {"size": "20Gi"}}});
     let log = run(cluster(spec.clone(), json!(null)), world.clone()).await;
     let p0 = position(
@@ -605,20 +612,7 @@ async fn larger_volumes_expand_claims_then_recreate_the_statefulset_orphaning_po
 async fn a_size_written_differently_is_not_a_resize() {
     // The API server stores 10240Mi as 10Gi: the same size, nothing to expand or re-create
     // (the class could expand, so a misjudged resize would show as claim patches).
-    let mut world = World {
-        statefulset: Some(sts(2, "r1", "10Gi")),
-        pods: vec![pod(0, "r1"), pod(1, "r1")],
-        pvcs: (0..2)
-            .flat_map(|i| [pvc("wal", i, "2Gi"), pvc("data", i, "10Gi")])
-            .collect(),
-        members: ring(&["active"; 2]),
-        ..Default::default()
-    };
-    world.storage_classes.insert(
-        "standard".into(),
-        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"},
-               "provisioner": "x", "allowVolumeExpansion": true}),
-    );
+    let world = two_nodes_on_an_expandable_class();
     let spec =
         json!({"replicas": 2, "storage": {"wal": {"size": "2048Mi"}, "data": {"size": "10240Mi"}}});
     let log = run(cluster(spec, json!(null)), world).await;

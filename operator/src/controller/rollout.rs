@@ -114,6 +114,21 @@ mod tests {
         }
     }
 
+    /// Members tsc-0, tsc-1, … all active, owed these hint bytes.
+    fn active_ring(pending_hints: &[u64]) -> RingView {
+        RingView::Members(
+            pending_hints
+                .iter()
+                .enumerate()
+                .map(|(i, &pending_hints)| Member {
+                    id: format!("tsc-{i}"),
+                    state: "active".into(),
+                    pending_hints,
+                })
+                .collect(),
+        )
+    }
+
     fn observed(revisions: &[&str]) -> Observed {
         Observed {
             statefulset: Some(sts(revisions.len() as i32, "new")),
@@ -154,18 +169,7 @@ mod tests {
             }
         );
         let mut o = observed(&["old", "new"]);
-        o.ring = RingView::Members(vec![
-            Member {
-                id: "tsc-0".into(),
-                state: "active".into(),
-                pending_hints: 0,
-            },
-            Member {
-                id: "tsc-1".into(),
-                state: "active".into(),
-                pending_hints: 4,
-            },
-        ]);
+        o.ring = active_ring(&[0, 4]);
         assert_eq!(
             plan(&names(), &o, 2, false),
             RolloutStep::Wait {
@@ -247,18 +251,7 @@ mod tests {
                 pod: "tsc-0".into()
             }
         );
-        o.ring = RingView::Members(vec![
-            Member {
-                id: "tsc-0".into(),
-                state: "active".into(),
-                pending_hints: 0,
-            },
-            Member {
-                id: "tsc-1".into(),
-                state: "active".into(),
-                pending_hints: 0,
-            },
-        ]);
+        o.ring = active_ring(&[0, 0]);
         assert_eq!(
             plan(&names(), &o, 2, false),
             RolloutStep::Replace {

@@ -274,6 +274,18 @@ impl Evaluator<'_> {
     }
 }
 
+/// The window `[end - range, end]` a range selector reads when evaluated at `time`
+/// (`end` is `time` less the selector's offset).
+pub(crate) fn instant_window(ms: &promql_parser::parser::MatrixSelector, time: i64) -> RangeInfo {
+    let range_ms = duration_ms(&ms.range);
+    let end = time.saturating_sub(offset_ms(&ms.vs.offset));
+    RangeInfo {
+        start: end.saturating_sub(range_ms),
+        end,
+        range_ms,
+    }
+}
+
 /// Milliseconds of an `offset` (negative offsets look ahead).
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {

@@ -16,7 +16,7 @@ use promql_parser::parser::Expr;
 use crate::storage::{Engine, Labels};
 
 use super::error::QueryError;
-use super::eval::{duration_ms, offset_ms, RangeInfo};
+use super::eval::{instant_window, RangeInfo};
 use super::functions::{check_unique, range_fn};
 use super::rollup::{self, Grid};
 use super::selector::matcher_groups;
@@ -44,23 +44,12 @@ pub(crate) fn try_instant(
     if !ms.vs.matchers.or_matchers.is_empty() {
         return None;
     }
-    let grid = Grid {
-        start: time,
-        end: time,
-        step: 0,
-    };
     if name.is_some_and(|n| rollup::ROLLUP_FUNCTIONS.contains(&n))
-        && rollup::plan(ms, grid, resolutions).is_some()
+        && rollup::plan(ms, Grid::instant(time), resolutions).is_some()
     {
         return None;
     }
-    let range_ms = duration_ms(&ms.range);
-    let end = time.saturating_sub(offset_ms(&ms.vs.offset));
-    let info = RangeInfo {
-        start: end.saturating_sub(range_ms),
-        end,
-        range_ms,
-    };
+    let info = instant_window(ms, time);
     Some(evaluate(engine, &ms.vs, name, info, time, max_samples))
 }
 

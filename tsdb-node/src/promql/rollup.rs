@@ -40,6 +40,17 @@ pub(crate) struct Grid {
     pub step: i64,
 }
 
+impl Grid {
+    /// The one evaluation time of an instant query.
+    pub fn instant(time: i64) -> Self {
+        Grid {
+            start: time,
+            end: time,
+            step: 0,
+        }
+    }
+}
+
 /// What to read for one range selector answered from rollups.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct RollupRead {

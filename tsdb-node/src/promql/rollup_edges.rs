@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 
 use promql_parser::parser::{Expr, MatrixSelector};
 
-use crate::storage::{Engine, Labels, Matcher, RollupPoint, Sample};
+use crate::storage::{Engine, Labels, RollupPoint, Sample};
 
 use super::error::QueryError;
-use super::eval::{duration_ms, offset_ms, RangeInfo};
+use super::eval::{instant_window, RangeInfo};
 use super::functions::{check_unique, range_fn};
 use super::rollup::{self, Bucket, Grid, WindowFold};
-use super::selector::matcher_groups;
+use super::selector::{matcher_groups, select_exact};
 use super::series_eval::{inner, Inner};
 use super::value::{drop_name, is_stale_nan, Elem, Value};
 
@@ -80,21 +80,10 @@ pub(crate) fn try_instant(
     if !rollup::ROLLUP_FUNCTIONS.contains(&name) || !ms.vs.matchers.or_matchers.is_empty() {
         return None;
     }
-    let grid = Grid {
-        start: time,
-        end: time,
-        step: 0,
-    };
-    if rollup::plan(ms, grid, resolutions).is_some() {
+    if rollup::plan(ms, Grid::instant(time), resolutions).is_some() {
         return None;
     }
-    let range_ms = duration_ms(&ms.range);
-    let end = time.checked_sub(offset_ms(&ms.vs.offset))?;
-    let info = RangeInfo {
-        start: end.checked_sub(range_ms)?,
-        end,
-        range_ms,
-    };
+    let info = instant_window(ms, time);
     let plan = plan_edges(info.start, info.end, resolutions)?;
     Some(evaluate(engine, ms, name, info, plan, time, max_samples))
 }
@@ -180,22 +169,15 @@ fn evaluate(
         let v = if parts.finite() {
             parts.fold().over_time(name)
         } else {
-            // Exact-label matchers may match series with more labels too; keep only this one.
-            let exact: Vec<Matcher> = labels
-                .iter()
-                .map(|l| Matcher::equal(l.name.clone(), l.value.clone()))
-                .collect();
             window.clear();
-            for s in engine.select(&exact, info.start, info.end)? {
-                if s.labels == labels {
-                    charge(s.samples.len())?;
-                    window.extend(
-                        s.samples
-                            .iter()
-                            .filter(|x| !is_stale_nan(x.v))
-                            .map(|x| (x.t, x.v)),
-                    );
-                }
+            if let Some(s) = select_exact(engine, &labels, info.start, info.end)? {
+                charge(s.samples.len())?;
+                window.extend(
+                    s.samples
+                        .iter()
+                        .filter(|x| !is_stale_nan(x.v))
+                        .map(|x| (x.t, x.v)),
+                );
             }
             range_fn(name, &window, info)
         };

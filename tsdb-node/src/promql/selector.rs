@@ -138,19 +138,12 @@ impl Store {
                 s.labels = labels;
                 series.push(s);
             } else if mint <= maxt {
-                // Exact-label matchers may also match series with more labels; keep only this.
-                let exact: Vec<Matcher> = labels
-                    .iter()
-                    .map(|l| Matcher::equal(l.name.clone(), l.value.clone()))
-                    .collect();
-                for r in engine.select(&exact, mint, maxt)? {
-                    if r.labels == labels {
-                        self.count(r.samples.len(), max_samples)?;
-                        raw.push(SeriesData {
-                            labels: r.labels,
-                            samples: r.samples.iter().map(|x| (x.t, x.v)).collect(),
-                        });
-                    }
+                if let Some(r) = select_exact(engine, &labels, mint, maxt)? {
+                    self.count(r.samples.len(), max_samples)?;
+                    raw.push(SeriesData {
+                        labels: r.labels,
+                        samples: r.samples.iter().map(|x| (x.t, x.v)).collect(),
+                    });
                 }
             }
         }
@@ -181,6 +174,25 @@ impl Store {
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
+}
+
+/// The raw samples in `[mint, maxt]` of the one series with exactly `labels` (a rollup read's
+/// fallback for a series whose buckets cannot answer exactly).
+pub(crate) fn select_exact(
+    engine: &Engine,
+    labels: &Labels,
+    mint: i64,
+    maxt: i64,
+) -> Result<Option<crate::storage::Series>, QueryError> {
+    // Exact-label matchers may also match series with more labels; keep only this one.
+    let exact: Vec<Matcher> = labels
+        .iter()
+        .map(|l| Matcher::equal(l.name.clone(), l.value.clone()))
+        .collect();
+    Ok(engine
+        .select(&exact, mint, maxt)?
+        .into_iter()
+        .find(|r| &r.labels == labels))
 }
 
 /// The storage matchers of a selector: one group, or one per `or` alternative.
