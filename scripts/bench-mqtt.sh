@@ -103,7 +103,7 @@ CONF
   STORED=0
   DEADLINE=$(( $(date +%s) + 300 ))
   while [ "$STORED" -lt "$N" ] && [ "$(date +%s)" -lt "$DEADLINE" ]; do
-    sleep 0.05
+    sleep 0.01
     STORED=$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_messages_stored_total"{print $2}')
     STORED=${STORED:-0}
   done

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::http::auth::{HttpAuth, TokenDigest};
 use crate::http::{self, AppContext, HttpMetrics, StreamLimits};
 use crate::ingest::binary::{self, BinaryConfig, BinaryContext};
+use crate::ingest::label_cache::{LabelCache, DEFAULT_LABEL_CACHE_ENTRIES};
 use crate::ingest::mqtt::{self, MqttIngest, MqttMetrics};
 use crate::ingest::tcp_json::{self, TcpJsonContext, TcpJsonOptions};
 use crate::ingest::{IngestSink, WriteBudget};
@@ -176,6 +177,8 @@ impl Node {
             )),
             mqtt: mqtt_metrics.clone(),
             cluster: cluster.clone(),
+            line_series: LabelCache::shared(DEFAULT_LABEL_CACHE_ENTRIES),
+            remote_write_series: LabelCache::shared(DEFAULT_LABEL_CACHE_ENTRIES),
         });
         let mut tcp_ctx = TcpJsonContext::new(
             ctx.sink.clone(),

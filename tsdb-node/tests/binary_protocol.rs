@@ -238,6 +238,20 @@ async fn refused_points_are_reported() {
         ]))
         .await;
     assert!(is_error(&reply, "1 of 2 points stored"), "{reply:?}");
+    // Stored grouped by series (2, then 1's points): the refusal still names the client's
+    // point number.
+    let reply = c
+        .call(&Frame::InsertBatch(vec![
+            point(1, T0 + 2, 2.0),
+            point(2, T0, 1.0),
+            point(1, 0, 3.0),
+            point(2, T0 + 1, 1.0),
+        ]))
+        .await;
+    assert!(
+        is_error(&reply, "3 of 4 points stored; 1 refused, the first (point 2)"),
+        "{reply:?}"
+    );
     server.stop().await;
 }
 

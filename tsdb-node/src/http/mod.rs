@@ -62,6 +62,10 @@ pub struct AppContext {
     pub mqtt: Option<Arc<crate::ingest::mqtt::MqttMetrics>>,
     /// Set when the node is part of a cluster.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Label sets of the line protocol keys written recently, shared by every write request.
+    pub line_series: crate::ingest::label_cache::SharedLabelCache,
+    /// Label sets of the remote write series written recently, shared by every request.
+    pub remote_write_series: crate::ingest::label_cache::SharedLabelCache,
 }
 
 pub type AppState = Arc<AppContext>;

@@ -49,8 +49,8 @@ pub async fn api_v1_write(
             max_body: ctx.max_request_bytes,
             ..RemoteWriteLimits::default()
         };
-        let mut decoded =
-            remote_write::decode(&body, &limits).map_err(|e| ApiError::bad_data(e.to_string()))?;
+        let mut decoded = remote_write::decode_cached(&body, &limits, &ctx.remote_write_series)
+            .map_err(|e| ApiError::bad_data(e.to_string()))?;
         let metadata = std::mem::take(&mut decoded.metadata);
         if !metadata.is_empty() {
             let store = ctx.metadata.clone();
@@ -108,7 +108,7 @@ async fn lines(ctx: AppState, body: &[u8], precision: Precision) -> Result<Respo
         precision,
         now_ms: chrono::Utc::now().timestamp_millis(),
     };
-    let parsed = line_protocol::parse_series(text, &opts);
+    let parsed = line_protocol::parse_series_cached(text, &opts, &ctx.line_series);
     let first_line_error = parsed
         .first_error()
         .map(|e| format!("line {}: {}", e.line, e.message));

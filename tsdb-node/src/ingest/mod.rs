@@ -14,6 +14,7 @@ pub use budget::{BudgetBusy, BudgetPermit, WriteBudget};
 
 pub mod binary;
 pub mod budget;
+pub mod label_cache;
 pub mod line_protocol;
 pub mod mqtt;
 pub mod remote_write;

@@ -4,6 +4,7 @@
 //! Prometheus, so that one matcher type selects on name and labels alike.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -52,8 +53,12 @@ impl Label {
 
 /// A label set, always sorted by name with unique names and no empty values
 /// (an empty value means "label absent", as in Prometheus).
+///
+/// Shared, not copied, when cloned: ingest keeps the label sets of recent series and hands a
+/// clone to every sample of them, and a batch's label sets travel to the live stream and the
+/// cluster's write path; a clone is a reference count, not an allocation per label.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Arc<[Label]>);
 
 impl Labels {
     /// Builds a label set: sorts by name, drops empty values, and keeps the last value given
@@ -62,14 +67,17 @@ impl Labels {
         labels.retain(|l| !l.value.is_empty());
         // Stable sort keeps input order among equal names, so "last given wins" below.
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut out: Vec<Label> = Vec::with_capacity(labels.len());
-        for l in labels {
-            match out.last_mut() {
-                Some(prev) if prev.name == l.name => *prev = l,
-                _ => out.push(l),
+        let mut kept = 0;
+        for i in 0..labels.len() {
+            if kept > 0 && labels[kept - 1].name == labels[i].name {
+                labels.swap(kept - 1, i);
+            } else {
+                labels.swap(kept, i);
+                kept += 1;
             }
         }
-        Labels(out)
+        labels.truncate(kept);
+        Labels(labels.into())
     }
 
     /// Convenience: a metric name plus `(name, value)` pairs.
@@ -116,7 +124,7 @@ impl Labels {
                 .map(|l| l.name.len() + l.value.len() + 2)
                 .sum(),
         );
-        for l in &self.0 {
+        for l in self.0.iter() {
             key.extend_from_slice(l.name.as_bytes());
             key.push(0xFF);
             key.extend_from_slice(l.value.as_bytes());

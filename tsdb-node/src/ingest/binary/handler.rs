@@ -5,7 +5,9 @@
 //! data model), so that it can also be read through PromQL.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::ingest::label_cache::{LabelCache, SharedLabelCache, DEFAULT_LABEL_CACHE_ENTRIES};
 use crate::ingest::IngestSink;
 use crate::storage::{Labels, Matcher, Sample, METRIC_NAME_LABEL};
 
@@ -21,11 +23,35 @@ pub fn series_labels(series_id: u64) -> Labels {
     Labels::from_metric(SERIES_METRIC, &[(SERIES_ID_LABEL, &series_id.to_string())])
 }
 
+/// The client's number (position in its request) of the point at `index` in the grouped
+/// order [`Handler::group`] stores points in. Only needed to report a refusal.
+fn client_point(points: &[DataPoint], index: usize) -> usize {
+    let mut slot: HashMap<u64, usize> = HashMap::new();
+    let mut positions: Vec<Vec<usize>> = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let k = *slot.entry(p.series_id).or_insert_with(|| {
+            positions.push(Vec::new());
+            positions.len() - 1
+        });
+        if let Some(pos) = positions.get_mut(k) {
+            pos.push(i);
+        }
+    }
+    positions
+        .iter()
+        .flatten()
+        .nth(index)
+        .copied()
+        .unwrap_or(index)
+}
+
 /// Dispatches decoded requests. Cheap to clone; one per server, shared by its connections.
 #[derive(Clone)]
 pub struct Handler {
     sink: IngestSink,
     max_reply_points: usize,
+    /// Label sets of the series ids written recently.
+    series: Arc<SharedLabelCache>,
 }
 
 impl Handler {
@@ -35,6 +61,7 @@ impl Handler {
         Handler {
             sink,
             max_reply_points,
+            series: Arc::new(LabelCache::shared(DEFAULT_LABEL_CACHE_ENTRIES)),
         }
     }
 
@@ -54,33 +81,12 @@ impl Handler {
 
     async fn insert(&self, points: Vec<DataPoint>) -> Frame {
         let total = points.len();
-        // Grouped by series id (each id's points keep their order), so that each label set
-        // is built and looked up once per batch rather than once per point.
-        let mut slot: HashMap<u64, usize> = HashMap::new();
-        let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::new();
-        let mut positions: Vec<Vec<usize>> = Vec::new();
-        for (i, p) in points.iter().enumerate() {
-            let k = *slot.entry(p.series_id).or_insert_with(|| {
-                batch.push((series_labels(p.series_id), Vec::new()));
-                positions.push(Vec::new());
-                batch.len() - 1
-            });
-            if let (Some((_, samples)), Some(pos)) = (batch.get_mut(k), positions.get_mut(k)) {
-                samples.push(Sample::new(p.timestamp_ms, p.value));
-                pos.push(i);
-            }
-        }
+        let batch = self.group(&points);
         match self.sink.write_series(batch).await {
             Ok(outcome) => match outcome.rejected.first() {
                 None => Frame::Ok,
                 Some((index, why)) => {
-                    // Back from the grouped order to the client's point number.
-                    let point = positions
-                        .iter()
-                        .flatten()
-                        .nth(*index)
-                        .copied()
-                        .unwrap_or(*index);
+                    let point = client_point(&points, *index);
                     Frame::Error(format!(
                         "{} of {total} points stored; {} refused, the first (point {point}) because: {why}",
                         outcome.appended,
@@ -93,6 +99,34 @@ impl Handler {
                 Frame::Error(format!("write failed, nothing acknowledged: {e}"))
             }
         }
+    }
+
+    /// The points grouped by series id, series in order of first appearance and each one's
+    /// points in order, so that each label set is looked up once per batch rather than once
+    /// per point; the label sets of ids seen before come from the cache.
+    fn group(&self, points: &[DataPoint]) -> Vec<(Labels, Vec<Sample>)> {
+        let mut slot: HashMap<u64, usize> = HashMap::new();
+        let mut batch: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        for p in points {
+            let k = *slot.entry(p.series_id).or_insert_with(|| {
+                batch.push((self.labels_of(p.series_id), Vec::new()));
+                batch.len() - 1
+            });
+            if let Some((_, samples)) = batch.get_mut(k) {
+                samples.push(Sample::new(p.timestamp_ms, p.value));
+            }
+        }
+        batch
+    }
+
+    fn labels_of(&self, series_id: u64) -> Labels {
+        let key = series_id.to_le_bytes();
+        if let Some(labels) = self.series.lock().get(&key) {
+            return labels;
+        }
+        let labels = series_labels(series_id);
+        self.series.lock().insert(&key, labels.clone());
+        labels
     }
 
     async fn query(&self, q: QueryRange) -> Frame {

@@ -37,7 +37,7 @@ use crate::storage::{Label, Labels, Sample, METRIC_NAME_LABEL};
 pub use names::{sanitize_label_name, sanitize_metric_name};
 pub use precision::{Precision, UnknownPrecision};
 pub use scanner::{parse_line, FieldValue, Fields, RawLine};
-pub use series::{parse_series, SeriesOutcome};
+pub use series::{parse_series, parse_series_cached, SeriesOutcome};
 
 /// How to read a body.
 #[derive(Clone, Copy, Debug)]

@@ -129,6 +129,32 @@ pub fn parse_key(line: &str) -> Result<RawKey, String> {
     })
 }
 
+/// Where [`parse_key`] ends `line`'s key, found by the same scan without building any
+/// string; `None` exactly when [`parse_key`] refuses the key. An element is empty after
+/// unescaping only when it is empty as written (unescaping drops a backslash, never the
+/// character after it).
+pub fn key_end(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut pos = scan_until(bytes, 0, MEASUREMENT_ESCAPES);
+    if pos == 0 {
+        return None;
+    }
+    while bytes.get(pos) == Some(&b',') {
+        let k_start = pos + 1;
+        let k_end = scan_until(bytes, k_start, KEY_ESCAPES);
+        if bytes.get(k_end) != Some(&b'=') || k_end == k_start {
+            return None;
+        }
+        let v_start = k_end + 1;
+        let v_end = scan_until(bytes, v_start, KEY_ESCAPES);
+        if bytes.get(v_end) == Some(&b'=') || v_end <= v_start {
+            return None;
+        }
+        pos = v_end;
+    }
+    Some(pos)
+}
+
 /// Parses the fields and timestamp that follow the key ending at `pos`.
 pub fn parse_tail(line: &str, pos: usize) -> Result<(Fields, Option<i64>), String> {
     let bytes = line.as_bytes();

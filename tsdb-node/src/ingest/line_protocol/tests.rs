@@ -431,6 +431,56 @@ proptest! {
         prop_assert_eq!(per_series(flat.samples), per_series(flattened));
     }
 
+    /// Bodies parsed one after another through one shared (small, so often emptied) cache
+    /// give exactly what each gives alone: the same series in the same order, the same
+    /// samples and errors.
+    #[test]
+    fn cached_parse_equals_the_uncached_one(
+        lines in prop::collection::vec(raw_line(), 1..6),
+        bodies in prop::collection::vec(
+            prop::collection::vec((0usize..6, 1usize..3, any::<i64>(), any::<bool>()), 0..12),
+            1..4),
+        junk in prop::collection::vec(prop_oneof![
+            "[a-z,= 0-9.\"_\\\\]{0,12}".boxed(),
+            Just("m,__x=1 v=1".to_string()).boxed(),
+            Just("m,t=a,__y=2 f=1i,g=\"s\" 5".to_string()).boxed(),
+            Just("m,t=a v=1,value=2 7".to_string()).boxed(),
+        ], 0..3),
+        entries in 0usize..6,
+    ) {
+        let cache = parking_lot::Mutex::new(crate::ingest::label_cache::LabelCache::new(entries));
+        for picks in bodies {
+            let mut body = Vec::new();
+            for (k, (i, repeat, ts, with_junk)) in picks.iter().enumerate() {
+                let mut line = lines[i % lines.len()].clone();
+                for r in 0..*repeat {
+                    line.timestamp = Some(ts.wrapping_add(r as i64));
+                    body.push(write_line(&line));
+                }
+                if let (true, Some(j)) = (with_junk, junk.get(k % junk.len().max(1))) {
+                    body.push(j.clone());
+                }
+            }
+            let body = body.join("\n");
+            let alone = series::parse_series(&body, &ms());
+            let cached = series::parse_series_cached(&body, &ms(), &cache);
+            prop_assert_eq!(&alone.errors, &cached.errors);
+            prop_assert_eq!(alone.skipped_string_fields, cached.skipped_string_fields);
+            prop_assert_eq!(alone.samples, cached.samples);
+            prop_assert_eq!(alone.series, cached.series);
+        }
+    }
+
+    /// The key scan the cache relies on ends where the key parser ends, and refuses what it
+    /// refuses.
+    #[test]
+    fn key_end_agrees_with_parse_key(line in "[a-z,= \\\\\"0-9_.\u{e9}-]{0,40}") {
+        let Some(line) = scanner::content(&line) else {
+            return Ok(());
+        };
+        prop_assert_eq!(scanner::key_end(line), scanner::parse_key(line).ok().map(|k| k.end));
+    }
+
     #[test]
     fn arbitrary_input_never_panics(body in "\\PC{0,200}", bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = parse(&body, &ns());

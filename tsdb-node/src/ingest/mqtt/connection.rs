@@ -160,6 +160,10 @@ impl Connection {
                     // Whatever is ready without waiting goes along (polling rumqttc's event loop
                     // is cancel-safe, so a poll that is not ready is simply dropped).
                     while messages.len() < self.inbound_max {
+                        if let Some(m) = self.link.buffered_message() {
+                            messages.push(m);
+                            continue;
+                        }
                         match now_or_never(self.link.poll()) {
                             Some(Ok(LinkEvent::Message(m))) => messages.push(m),
                             Some(other) => {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::connection::Inbound;
 use super::link::{Acker, Received};
 use super::metrics::MqttMetrics;
-use super::payload::{truncate, PayloadError, PayloadMapping};
+use super::payload::{truncate, PayloadError, PayloadMapping, SeriesCache};
 use crate::ingest::IngestSink;
 use crate::storage::{Labels, Sample};
 
@@ -52,6 +52,8 @@ fn report_invalid(last_log: &mut Option<Instant>, m: &Received, e: &dyn std::fmt
 pub(super) struct Dispatcher {
     pub sink: IngestSink,
     pub mapping: PayloadMapping,
+    /// Label sets of the series seen recently: most messages name a series seen before.
+    pub series: SeriesCache,
     pub acker: Acker,
     pub metrics: Arc<MqttMetrics>,
     /// The connection's current generation; acks for older ones are not sent (see
@@ -188,14 +190,17 @@ impl Dispatcher {
         true
     }
 
-    fn decode(&self, inbox: &[&Received], now_ms: i64) -> Decoded {
+    fn decode(&mut self, inbox: &[&Received], now_ms: i64) -> Decoded {
         let mut d = Decoded {
             samples: Vec::with_capacity(inbox.len()),
             origin: Vec::with_capacity(inbox.len()),
             errors: Vec::new(),
         };
         for (i, m) in inbox.iter().enumerate() {
-            match self.mapping.decode(&m.topic(), m.payload(), now_ms) {
+            match self
+                .mapping
+                .decode_cached(&m.topic(), m.payload(), now_ms, &mut self.series)
+            {
                 Ok(s) => {
                     d.samples.push(s);
                     d.origin.push(i);

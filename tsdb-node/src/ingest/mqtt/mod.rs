@@ -35,11 +35,12 @@ pub use broker::start_embedded;
 pub use link::refuses_v5;
 pub use metrics::{MqttCounts, MqttMetrics};
 pub use options::{default_client_id, subscriptions, Subscription};
-pub use payload::{PayloadError, PayloadMapping, TimestampUnit};
+pub use payload::{PayloadError, PayloadMapping, SeriesCache, TimestampUnit};
 pub use protocol::{MqttProtocol, Version};
 pub use url::BrokerUrl;
 
 use crate::config::MqttConfig;
+use crate::ingest::label_cache::DEFAULT_LABEL_CACHE_ENTRIES;
 use crate::ingest::IngestSink;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,7 @@ impl MqttIngest {
         let dispatcher = dispatch::Dispatcher {
             sink,
             mapping,
+            series: SeriesCache::new(DEFAULT_LABEL_CACHE_ENTRIES),
             acker: link.acker(),
             metrics: metrics.clone(),
             generation: generation.clone(),

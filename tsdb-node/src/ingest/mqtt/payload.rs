@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::config::PayloadConfig;
+use crate::ingest::label_cache::LabelCache;
 use crate::storage::{Label, Labels, Sample, METRIC_NAME_LABEL};
 
 /// Why a payload is not a sample. The message is counted invalid, acknowledged and dropped.
@@ -64,6 +65,24 @@ impl TimestampUnit {
                 ))
             }
         })
+    }
+}
+
+/// The label sets of the series a dispatcher has recently decoded (see [`LabelCache`]), keyed
+/// by the series' labels in payload order, and the buffer that key is built in.
+#[derive(Debug, Default)]
+pub struct SeriesCache {
+    key: Vec<u8>,
+    labels: LabelCache,
+}
+
+impl SeriesCache {
+    /// A cache of at most `max_entries` series; 0 keeps none.
+    pub fn new(max_entries: usize) -> Self {
+        SeriesCache {
+            key: Vec::new(),
+            labels: LabelCache::new(max_entries),
+        }
     }
 }
 
@@ -139,6 +158,18 @@ impl PayloadMapping {
         payload: &[u8],
         now_ms: i64,
     ) -> Result<(Labels, Sample), PayloadError> {
+        self.decode_cached(topic, payload, now_ms, &mut SeriesCache::new(0))
+    }
+
+    /// [`decode`](Self::decode), taking the label set from `cache` when this message's series
+    /// was seen before (and leaving it there when not).
+    pub fn decode_cached(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now_ms: i64,
+        cache: &mut SeriesCache,
+    ) -> Result<(Labels, Sample), PayloadError> {
         if payload.len() > self.max_payload_bytes {
             return Err(PayloadError::TooLarge {
                 len: payload.len(),
@@ -188,10 +219,43 @@ impl PayloadMapping {
             },
         };
 
-        let mut labels = Vec::with_capacity(2 + if self.extra_labels { object.0.len() } else { 0 });
-        labels.push(Label::new(METRIC_NAME_LABEL, metric.into_owned()));
+        let device = device.as_deref();
+        let key = &mut cache.key;
+        key.clear();
+        self.each_label(&metric, device, &object, |name, value| {
+            key.extend_from_slice(name.as_bytes());
+            key.push(0xFF);
+            key.extend_from_slice(value.as_bytes());
+            key.push(0xFF);
+        })?;
+        let labels = match cache.labels.get(&cache.key) {
+            Some(labels) => labels,
+            None => {
+                let mut labels = Vec::with_capacity(2);
+                self.each_label(&metric, device, &object, |name, value| {
+                    labels.push(Label::new(name, value));
+                })?;
+                let labels = Labels::new(labels);
+                cache.labels.insert(&cache.key, labels.clone());
+                labels
+            }
+        };
+        Ok((labels, Sample::new(t, value)))
+    }
+
+    /// Calls `f` with each label of the message's series: the metric name, the device, then
+    /// the extra fields in payload order (when configured). Fails on an extra field whose
+    /// name cannot be a label name.
+    fn each_label(
+        &self,
+        metric: &str,
+        device: Option<&str>,
+        object: &Object<'_>,
+        mut f: impl FnMut(&str, &str),
+    ) -> Result<(), PayloadError> {
+        f(METRIC_NAME_LABEL, metric);
         if let Some(d) = device {
-            labels.push(Label::new(self.device_label.as_str(), d.into_owned()));
+            f(&self.device_label, d);
         }
         if self.extra_labels {
             for (name, v) in &object.0 {
@@ -205,10 +269,10 @@ impl PayloadMapping {
                 if !is_label_name(name) {
                     return Err(PayloadError::BadLabelName(truncate(name, 64)));
                 }
-                labels.push(Label::new(name, v.into_owned()));
+                f(name, &v);
             }
         }
-        Ok((Labels::new(labels), Sample::new(t, value)))
+        Ok(())
     }
 
     /// Fields the mapping reads are never extra labels, even when the metric or device came

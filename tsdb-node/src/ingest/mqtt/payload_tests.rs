@@ -289,6 +289,41 @@ proptest! {
         prop_assert_eq!(s.t, t_ms);
     }
 
+    /// A stream of messages decoded through one (small, so often emptied) cache gives every
+    /// message exactly what decoding it alone gives, errors included: a cached label set
+    /// never leaks into a message of another series.
+    #[test]
+    fn decoding_through_a_cache_changes_nothing(
+        messages in proptest::collection::vec(
+            ("[ab]{1,2}", prop_oneof![Just(None), "[xy]{0,2}".prop_map(Some)],
+             proptest::collection::vec(("(room|floor|bad-name|_x|value|device)", "[pq1]{0,2}"), 0..3),
+             -5i64..5),
+            1..40),
+        extras in any::<bool>(),
+        entries in 0usize..4,
+    ) {
+        let m = PayloadMapping::from_config(&PayloadConfig {
+            extra_fields_as_labels: extras,
+            ..PayloadConfig::default()
+        }).unwrap();
+        let mut cache = SeriesCache::new(entries);
+        for (metric, device, fields, v) in messages {
+            let mut body = serde_json::Map::new();
+            body.insert("metric_name".into(), metric.into());
+            if let Some(d) = device {
+                body.insert("device_id".into(), d.into());
+            }
+            for (k, x) in fields {
+                body.insert(k, x.into());
+            }
+            body.insert("value".into(), v.into());
+            let bytes = serde_json::Value::Object(body).to_string();
+            let alone = m.decode("iot/sensors/x", bytes.as_bytes(), NOW);
+            let cached = m.decode_cached("iot/sensors/x", bytes.as_bytes(), NOW, &mut cache);
+            prop_assert_eq!(alone, cached);
+        }
+    }
+
     #[test]
     fn rfc3339_and_epoch_agree(t_ms in 0i64..4_000_000_000_000) {
         let dt = chrono::DateTime::from_timestamp_millis(t_ms).unwrap();

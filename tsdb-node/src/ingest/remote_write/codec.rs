@@ -4,10 +4,13 @@
 //! and the decompressed length, which the snappy block header announces, against
 //! [`RemoteWriteLimits::max_decompressed`] before the output buffer is allocated.
 
+use parking_lot::Mutex;
+
+use crate::ingest::label_cache::LabelCache;
 use crate::metadata::MetricMetadata;
 use crate::storage::{self, Labels};
 
-use super::proto;
+use super::{proto, walk};
 use super::{DecodedWrite, RemoteWriteLimits};
 
 /// Why a remote write body was refused.
@@ -32,6 +35,25 @@ pub enum RemoteWriteError {
 /// staleness marker NaN survives. Series without samples are left out. Label names are not
 /// validated here: the storage catalog refuses invalid series per sample.
 pub fn decode(body: &[u8], limits: &RemoteWriteLimits) -> Result<DecodedWrite, RemoteWriteError> {
+    decode_prost(&decompress(body, limits)?)
+}
+
+/// [`decode`], taking the label sets of series seen in earlier requests from `cache` and
+/// leaving new ones there (see [`super::walk`]). The outcome is the same as [`decode`]'s.
+pub fn decode_cached(
+    body: &[u8],
+    limits: &RemoteWriteLimits,
+    cache: &Mutex<LabelCache>,
+) -> Result<DecodedWrite, RemoteWriteError> {
+    let raw = decompress(body, limits)?;
+    match walk::decode_request(&raw, cache) {
+        Ok(decoded) => Ok(decoded),
+        Err(walk::Unhandled) => decode_prost(&raw),
+    }
+}
+
+/// The decompressed request, its sizes checked first.
+fn decompress(body: &[u8], limits: &RemoteWriteLimits) -> Result<Vec<u8>, RemoteWriteError> {
     if body.len() > limits.max_body {
         return Err(RemoteWriteError::BodyTooLarge {
             len: body.len(),
@@ -45,12 +67,13 @@ pub fn decode(body: &[u8], limits: &RemoteWriteLimits) -> Result<DecodedWrite, R
             max: limits.max_decompressed,
         });
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(RemoteWriteError::Snappy)?;
-    let request = <proto::WriteRequest as prost::Message>::decode(raw.as_slice())?;
-    drop(raw);
+        .map_err(RemoteWriteError::Snappy)
+}
 
+fn decode_prost(raw: &[u8]) -> Result<DecodedWrite, RemoteWriteError> {
+    let request = <proto::WriteRequest as prost::Message>::decode(raw)?;
     let mut series = Vec::with_capacity(request.timeseries.len());
     for ts in request.timeseries {
         if ts.samples.is_empty() {
@@ -69,18 +92,18 @@ pub fn decode(body: &[u8], limits: &RemoteWriteLimits) -> Result<DecodedWrite, R
             .collect();
         series.push((labels, samples));
     }
-    let metadata = request
-        .metadata
-        .iter()
-        .filter(|m| !m.metric_family_name.is_empty())
-        .map(|m| {
-            (
-                m.metric_family_name.clone(),
-                MetricMetadata::from_remote_write(m.r#type, &m.help, &m.unit),
-            )
-        })
-        .collect();
+    let metadata = request.metadata.iter().filter_map(metadata_entry).collect();
     Ok(DecodedWrite { series, metadata })
+}
+
+/// A metadata entry as stored: `(metric family, metadata)`; none without a family name.
+pub(super) fn metadata_entry(m: &proto::MetricMetadata) -> Option<(String, MetricMetadata)> {
+    (!m.metric_family_name.is_empty()).then(|| {
+        (
+            m.metric_family_name.clone(),
+            MetricMetadata::from_remote_write(m.r#type, &m.help, &m.unit),
+        )
+    })
 }
 
 /// Builds a body as Prometheus sends it, for tests and the load generator. As with every

@@ -1,8 +1,9 @@
 //! Prometheus remote write 1.0: `POST /api/v1/write` with `Content-Type:
 //! application/x-protobuf` and `Content-Encoding: snappy`.
 //!
-//! [`decode`] turns a body into series with their samples; [`encode`] builds one (tests, load
-//! generator). The message definitions are in [`proto`].
+//! [`decode`] turns a body into series with their samples; [`decode_cached`] does the same
+//! reading the request in place and taking repeated series' label sets from a cache (`walk`);
+//! [`encode`] builds one (tests, load generator). The message definitions are in [`proto`].
 //!
 //! # Memory
 //!
@@ -17,10 +18,11 @@
 
 pub mod codec;
 pub mod proto;
+mod walk;
 
 use crate::storage::{Labels, Sample};
 
-pub use codec::{compress, decode, encode, RemoteWriteError};
+pub use codec::{compress, decode, decode_cached, encode, RemoteWriteError};
 
 /// Size limits for one request.
 #[derive(Clone, Copy, Debug)]

@@ -188,6 +188,206 @@ fn label_set() -> impl Strategy<Value = Labels> {
         })
 }
 
+/// Protobuf by hand: a field's key.
+fn pb_key(field: u32, wire: u8) -> Vec<u8> {
+    pb_varint(u64::from(field << 3 | u32::from(wire)))
+}
+
+fn pb_varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A length-delimited field.
+fn pb_len(field: u32, body: &[u8]) -> Vec<u8> {
+    [
+        pb_key(field, 2),
+        pb_varint(body.len() as u64),
+        body.to_vec(),
+    ]
+    .concat()
+}
+
+/// Edge cases of the wire format the in-place reader must treat exactly as prost does, each
+/// decoded twice through one cache (the second time its labels come from the cache).
+#[test]
+fn walk_agrees_with_prost_on_wire_format_edge_cases() {
+    let label = |n: &[u8], v: &[u8]| pb_len(1, &[pb_len(1, n), pb_len(2, v)].concat());
+    let sample = [
+        pb_key(1, 1),
+        1.5f64.to_le_bytes().to_vec(),
+        pb_key(2, 0),
+        pb_varint(7),
+    ]
+    .concat();
+    let series = |parts: &[Vec<u8>]| pb_len(1, &parts.concat());
+    let good_label = label(b"__name__", b"up");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("plain", series(&[good_label.clone(), pb_len(2, &sample)])),
+        (
+            "samples before labels",
+            series(&[pb_len(2, &sample), good_label.clone()]),
+        ),
+        ("no samples", series(std::slice::from_ref(&good_label))),
+        (
+            "no samples, bad UTF-8",
+            series(&[label(b"__name__", b"\xff")]),
+        ),
+        (
+            "bad UTF-8 name",
+            series(&[label(b"\xc3", b"x"), pb_len(2, &sample)]),
+        ),
+        (
+            "repeated value: last wins",
+            series(&[
+                good_label.clone(),
+                pb_len(
+                    2,
+                    &[sample.clone(), pb_key(1, 1), 2.5f64.to_le_bytes().to_vec()].concat(),
+                ),
+            ]),
+        ),
+        (
+            "repeated label name",
+            series(&[
+                pb_len(
+                    1,
+                    &[pb_len(1, b"a"), pb_len(1, b"b"), pb_len(2, b"v")].concat(),
+                ),
+                pb_len(2, &sample),
+            ]),
+        ),
+        (
+            "empty value dropped",
+            series(&[good_label.clone(), label(b"job", b""), pb_len(2, &sample)]),
+        ),
+        (
+            "negative timestamp",
+            series(&[
+                good_label.clone(),
+                pb_len(2, &[pb_key(2, 0), pb_varint(-5i64 as u64)].concat()),
+            ]),
+        ),
+        (
+            "value as varint",
+            series(&[
+                good_label.clone(),
+                pb_len(2, &[pb_key(1, 0), pb_varint(3)].concat()),
+            ]),
+        ),
+        (
+            "timestamp as fixed64",
+            series(&[
+                good_label.clone(),
+                pb_len(2, &[pb_key(2, 1), vec![0; 8]].concat()),
+            ]),
+        ),
+        (
+            "label as varint",
+            series(&[[pb_key(1, 0), pb_varint(1)].concat(), pb_len(2, &sample)]),
+        ),
+        (
+            "samples as fixed32",
+            series(&[good_label.clone(), [pb_key(2, 5), vec![0; 4]].concat()]),
+        ),
+        (
+            "label name as fixed64",
+            series(&[
+                pb_len(1, &[pb_key(1, 1), vec![0; 8]].concat()),
+                pb_len(2, &sample),
+            ]),
+        ),
+        (
+            "timeseries as varint",
+            [pb_key(1, 0), pb_varint(9)].concat(),
+        ),
+        (
+            "unknown fields everywhere",
+            [
+                pb_len(9, b"zz"),
+                [pb_key(7, 0), pb_varint(300)].concat(),
+                [pb_key(8, 5), vec![1, 2, 3, 4]].concat(),
+                series(&[
+                    [pb_key(6, 1), vec![0; 8]].concat(),
+                    good_label.clone(),
+                    pb_len(3, b"exemplar"),
+                    pb_len(2, &[sample.clone(), pb_len(9, b"x")].concat()),
+                ]),
+            ]
+            .concat(),
+        ),
+        (
+            "group in a series",
+            series(&[
+                pb_key(5, 3),
+                pb_key(5, 4),
+                good_label.clone(),
+                pb_len(2, &sample),
+            ]),
+        ),
+        (
+            "truncated fixed64",
+            series(&[
+                good_label.clone(),
+                pb_len(2, &[pb_key(1, 1), vec![0; 5]].concat()),
+            ]),
+        ),
+        (
+            "length past the end",
+            [pb_key(1, 2), pb_varint(50), good_label.clone()].concat(),
+        ),
+        (
+            "eleven-byte varint",
+            [pb_key(7, 0), vec![0xFF; 10], vec![1]].concat(),
+        ),
+        (
+            "tenth varint byte too big",
+            [pb_key(7, 0), vec![0xFF; 9], vec![2]].concat(),
+        ),
+        ("field zero", [pb_key(0, 0), pb_varint(1)].concat()),
+        ("wire type 6", vec![0x0E, 0]),
+        (
+            "metadata",
+            [
+                series(&[good_label.clone(), pb_len(2, &sample)]),
+                pb_len(
+                    3,
+                    &[
+                        pb_key(1, 0),
+                        pb_varint(1),
+                        pb_len(2, b"up"),
+                        pb_len(4, b"help"),
+                    ]
+                    .concat(),
+                ),
+            ]
+            .concat(),
+        ),
+        (
+            "bad metadata",
+            pb_len(3, &[pb_key(2, 0), pb_varint(1)].concat()),
+        ),
+    ];
+    let limits = RemoteWriteLimits::default();
+    for (name, raw) in cases {
+        let body = compress(&raw).unwrap();
+        let want = decode(&body, &limits).map_err(|e| e.to_string());
+        let cache = crate::ingest::label_cache::LabelCache::shared(8);
+        for round in 0..2 {
+            let got = decode_cached(&body, &limits, &cache).map_err(|e| e.to_string());
+            assert_eq!(got, want, "{name}, round {round}");
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn encode_decode_round_trip(
@@ -203,6 +403,67 @@ proptest! {
         let body = encode(&input).unwrap();
         let got = decode(&body, &RemoteWriteLimits::default()).unwrap();
         prop_assert_eq!(got.series, input);
+    }
+
+    /// The in-place reader with its cache gives what prost gives, errors included: on
+    /// requests as Prometheus encodes them (series repeating across requests, so later ones
+    /// come from the small, often emptied cache) and on the same bytes damaged.
+    #[test]
+    fn walk_agrees_with_prost(
+        requests in prop::collection::vec(
+            prop::collection::vec(
+                (label_set(), prop::collection::vec((any::<i64>(), any::<u64>()), 0..3)),
+                0..5),
+            1..4),
+        damage in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..4),
+        entries in 0usize..4,
+    ) {
+        let cache = parking_lot::Mutex::new(crate::ingest::label_cache::LabelCache::new(entries));
+        let limits = RemoteWriteLimits::default();
+        for (k, series) in requests.iter().enumerate() {
+            let request = proto::WriteRequest {
+                timeseries: series
+                    .iter()
+                    .map(|(labels, samples)| proto::TimeSeries {
+                        labels: labels
+                            .iter()
+                            .map(|l| proto::Label { name: l.name.clone(), value: l.value.clone() })
+                            .collect(),
+                        samples: samples
+                            .iter()
+                            .map(|&(t, bits)| proto::Sample { value: f64::from_bits(bits), timestamp: t })
+                            .collect(),
+                    })
+                    .collect(),
+                metadata: (k % 2 == 0)
+                    .then(|| proto::MetricMetadata {
+                        r#type: 1,
+                        metric_family_name: "m".into(),
+                        help: "h".into(),
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            let mut raw = prost::Message::encode_to_vec(&request);
+            for (at, byte, how) in damage.iter().filter(|_| k + 1 == requests.len()) {
+                if raw.is_empty() {
+                    break;
+                }
+                let at = at.index(raw.len());
+                match how {
+                    0 => raw[at] = *byte,
+                    1 => raw.insert(at, *byte),
+                    _ => {
+                        raw.remove(at);
+                    }
+                }
+            }
+            let body = compress(&raw).unwrap();
+            let want = decode(&body, &limits).map_err(|e| e.to_string());
+            let got = decode_cached(&body, &limits, &cache).map_err(|e| e.to_string());
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

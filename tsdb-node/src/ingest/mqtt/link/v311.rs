@@ -41,6 +41,19 @@ impl Session {
         self.client.clone()
     }
 
+    /// A message the event loop has already read and decoded, taken from its queue without
+    /// polling it (see [`super::Link::buffered_message`]).
+    pub fn buffered_message(&mut self) -> Option<Received> {
+        let events = &mut self.eventloop.state.events;
+        if !matches!(events.front(), Some(Event::Incoming(Packet::Publish(_)))) {
+            return None;
+        }
+        match events.pop_front() {
+            Some(Event::Incoming(Packet::Publish(p))) => Some(Received::V311(p)),
+            _ => None,
+        }
+    }
+
     pub async fn poll(&mut self) -> Result<LinkEvent, LinkError> {
         match self.eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => Ok(LinkEvent::Message(Received::V311(p))),
