@@ -249,7 +249,10 @@ async fn refused_points_are_reported() {
         ]))
         .await;
     assert!(
-        is_error(&reply, "3 of 4 points stored; 1 refused, the first (point 2)"),
+        is_error(
+            &reply,
+            "3 of 4 points stored; 1 refused, the first (point 2)"
+        ),
         "{reply:?}"
     );
     server.stop().await;

@@ -110,7 +110,12 @@ pub(super) fn metadata_entry(m: &proto::MetricMetadata) -> Option<(String, Metri
 /// proto3 encoder (Prometheus' included), a value of -0.0 equals the default 0.0 and is left
 /// out, so it arrives as 0.0; every other value, NaN payloads included, is sent bit for bit.
 pub fn encode(series: &[(Labels, Vec<storage::Sample>)]) -> Result<Vec<u8>, RemoteWriteError> {
-    let request = proto::WriteRequest {
+    compress(&prost::Message::encode_to_vec(&write_request(series)))
+}
+
+/// The `WriteRequest` message of `series`, before encoding.
+pub fn write_request(series: &[(Labels, Vec<storage::Sample>)]) -> proto::WriteRequest {
+    proto::WriteRequest {
         timeseries: series
             .iter()
             .map(|(labels, samples)| proto::TimeSeries {
@@ -131,8 +136,7 @@ pub fn encode(series: &[(Labels, Vec<storage::Sample>)]) -> Result<Vec<u8>, Remo
             })
             .collect(),
         metadata: Vec::new(),
-    };
-    compress(&prost::Message::encode_to_vec(&request))
+    }
 }
 
 /// Snappy block-format compression of an already serialised request.

@@ -421,30 +421,19 @@ proptest! {
         let cache = parking_lot::Mutex::new(crate::ingest::label_cache::LabelCache::new(entries));
         let limits = RemoteWriteLimits::default();
         for (k, series) in requests.iter().enumerate() {
-            let request = proto::WriteRequest {
-                timeseries: series
-                    .iter()
-                    .map(|(labels, samples)| proto::TimeSeries {
-                        labels: labels
-                            .iter()
-                            .map(|l| proto::Label { name: l.name.clone(), value: l.value.clone() })
-                            .collect(),
-                        samples: samples
-                            .iter()
-                            .map(|&(t, bits)| proto::Sample { value: f64::from_bits(bits), timestamp: t })
-                            .collect(),
-                    })
-                    .collect(),
-                metadata: (k % 2 == 0)
-                    .then(|| proto::MetricMetadata {
-                        r#type: 1,
-                        metric_family_name: "m".into(),
-                        help: "h".into(),
-                        ..Default::default()
-                    })
-                    .into_iter()
-                    .collect(),
-            };
+            let series: Vec<(Labels, Vec<Sample>)> = series
+                .iter()
+                .map(|(l, s)| (l.clone(), s.iter().map(|&(t, bits)| Sample::new(t, f64::from_bits(bits))).collect()))
+                .collect();
+            let mut request = codec::write_request(&series);
+            if k % 2 == 0 {
+                request.metadata.push(proto::MetricMetadata {
+                    r#type: 1,
+                    metric_family_name: "m".into(),
+                    help: "h".into(),
+                    ..Default::default()
+                });
+            }
             let mut raw = prost::Message::encode_to_vec(&request);
             for (at, byte, how) in damage.iter().filter(|_| k + 1 == requests.len()) {
                 if raw.is_empty() {
