@@ -144,6 +144,14 @@ impl ProcNode {
         }
     }
 
+    /// The last lines of the node's log, for a failure message (the temporary directory is
+    /// gone by the time anyone reads the test output).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }
@@ -158,9 +166,9 @@ impl ProcNode {
             }
             assert!(
                 Instant::now() < deadline,
-                "{} not ready; see {}",
+                "{} not ready after 60 s; the end of its log:\n{}",
                 self.id,
-                self.dir.join("node.log").display()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
