@@ -18,7 +18,7 @@ use super::tombstones::{ClusterTombstone, TombstoneStore};
 use super::verify::{self, DigestSpans};
 use crate::promql::pushdown::PushdownQuery;
 use crate::promql::QueryError;
-use crate::storage::{Engine, Sample, StorageError};
+use crate::storage::{Engine, LabelSets, Sample, StorageError};
 
 /// Serves the cluster RPCs over the local engine.
 pub struct RpcHandler {
@@ -111,7 +111,9 @@ impl RpcHandler {
         };
         let batch = rpc::write_batch(req).map_err(malformed)?;
         let engine = self.engine.clone();
-        let outcome = blocking(move || engine.append_labeled_within(&batch, window)).await?;
+        let outcome =
+            blocking(move || engine.append_labeled_within(&batch, window, LabelSets::PerBatch))
+                .await?;
         Ok(WriteResponse {
             appended: outcome.appended as u64,
             rejected: outcome

@@ -13,7 +13,7 @@ use super::hints::HintStore;
 use super::replication::{self, AckTracker};
 use super::rpc;
 use super::Cluster;
-use crate::storage::{AppendOutcome, Labels, Rejection, Sample, StorageError};
+use crate::storage::{AppendOutcome, LabelSets, Labels, Rejection, Sample, StorageError};
 
 /// What one owner did with its share: the batch indices it stored, and per-index refusals.
 struct ShareResult {
@@ -23,8 +23,13 @@ struct ShareResult {
 
 impl Cluster {
     /// Stores `batch` on the owners of each series. On `Ok`, every sample not listed in
-    /// `rejected` is durable on as many owners as the consistency level requires.
-    pub async fn write(&self, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, StorageError> {
+    /// `rejected` is durable on as many owners as the consistency level requires. `sets` is
+    /// passed to this node's engine for its share (see [`LabelSets`]).
+    pub async fn write(
+        &self,
+        batch: Vec<(Labels, Sample)>,
+        sets: LabelSets,
+    ) -> Result<AppendOutcome, StorageError> {
         let view = self.view();
         let ring = view.ring.clone();
         if ring.is_empty() {
@@ -43,7 +48,7 @@ impl Cluster {
             let batch = batch.clone();
             if id == self.settings.node_id {
                 let engine = self.engine.clone();
-                tasks.spawn(async move { local_share(engine, batch, indices).await });
+                tasks.spawn(async move { local_share(engine, batch, indices, sets).await });
             } else {
                 // An owner gossip already declared dead is hinted at once instead of
                 // holding a task (and its share of the batch) until the RPC deadline.
@@ -94,12 +99,14 @@ async fn local_share(
     engine: Arc<crate::storage::Engine>,
     batch: Arc<Vec<(Labels, Sample)>>,
     indices: Vec<usize>,
+    sets: LabelSets,
 ) -> ShareResult {
     let idx = indices.clone();
     let result = tokio::task::spawn_blocking(move || {
         let share: Vec<(Labels, Sample)> =
             idx.iter().filter_map(|&i| batch.get(i).cloned()).collect();
-        engine.append_labeled(&share).map(|o| {
+        let window = engine.options().out_of_order_window_ms;
+        engine.append_labeled_within(&share, window, sets).map(|o| {
             o.rejected
                 .into_iter()
                 .filter_map(|(k, why)| idx.get(k).map(|&i| (i, why)))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::cluster::Cluster;
-use crate::storage::{AppendOutcome, Engine, Labels, Sample, StorageError};
+use crate::storage::{AppendOutcome, Engine, LabelSets, Labels, Sample, StorageError};
 pub use budget::{BudgetBusy, BudgetPermit, WriteBudget};
 
 pub mod binary;
@@ -90,16 +90,25 @@ impl IngestSink {
     /// append blocks on the WAL's fsync, so it runs on tokio's blocking pool. Waits first while
     /// the batches already in flight use up the sink's budget: that wait is what slows
     /// clients down to the speed of the disk.
-    pub async fn write(&self, batch: Vec<(Labels, Sample)>) -> Result<AppendOutcome, StorageError> {
+    ///
+    /// `sets` says whether the label sets come from a label cache (the engine then remembers
+    /// their series ids by allocation) or were built for this batch alone.
+    pub async fn write(
+        &self,
+        batch: Vec<(Labels, Sample)>,
+        sets: LabelSets,
+    ) -> Result<AppendOutcome, StorageError> {
         if batch.is_empty() {
             return Ok(AppendOutcome::default());
         }
         let _permit = self.budget.acquire(batch_bytes(&batch)).await;
         if let Some(cluster) = &self.cluster {
-            return self.write_clustered(cluster, batch).await;
+            return self.write_clustered(cluster, batch, sets).await;
         }
         let (result, batch) = self
-            .append_blocking(batch, |e, b| e.append_labeled(b))
+            .append_blocking(batch, move |e, b| {
+                e.append_labeled_within(b, e.options().out_of_order_window_ms, sets)
+            })
             .await?;
         if let Ok(outcome) = &result {
             self.publish(batch, outcome);
@@ -120,7 +129,9 @@ impl IngestSink {
         if let Some(cluster) = &self.cluster {
             // The replicated path splits by owner per sample; flattening series after series
             // keeps rejection indices as this method documents them.
-            return self.write_clustered(cluster, flatten(batch)).await;
+            return self
+                .write_clustered(cluster, flatten(batch), LabelSets::Cached)
+                .await;
         }
         let (result, batch) = self
             .append_blocking(batch, |e, b| e.append_series(b))
@@ -159,9 +170,10 @@ impl IngestSink {
         &self,
         cluster: &Cluster,
         batch: Vec<(Labels, Sample)>,
+        sets: LabelSets,
     ) -> Result<AppendOutcome, StorageError> {
         let keep = (self.live.receiver_count() > 0).then(|| batch.clone());
-        let result = cluster.write(batch).await;
+        let result = cluster.write(batch, sets).await;
         if let (Ok(outcome), Some(batch)) = (&result, keep) {
             self.publish(batch, outcome);
         }

@@ -20,8 +20,8 @@ pub mod wal;
 use std::path::PathBuf;
 
 pub use engine::{
-    AppendOutcome, Engine, EngineStats, MaintenanceHandle, Quarantined, ReadEstimate, Rejection,
-    Selection,
+    AppendOutcome, Engine, EngineStats, LabelSets, MaintenanceHandle, Quarantined, ReadEstimate,
+    Rejection, Selection,
 };
 pub use model::{Label, Labels, MatchOp, Matcher, Sample, SeriesId, METRIC_NAME_LABEL};
 pub use options::{EngineOptions, Retention};

@@ -115,6 +115,12 @@ impl Labels {
         &self.0
     }
 
+    /// The address of the shared allocation: equal for clones of one label set, distinct for
+    /// non-empty label sets alive at once. The engine remembers series ids by it.
+    pub(crate) fn allocation(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<Label>() as usize
+    }
+
     /// The canonical series key used for hashing and persistence:
     /// for each label in name order, `name 0xFF value 0xFF`. 0xFF never occurs in UTF-8.
     pub fn series_key(&self) -> Vec<u8> {

@@ -135,10 +135,28 @@ fn ingest(
             })
         })
         .collect();
-    for h in handles {
+    // Settling sealed chunks is part of ingesting: it runs beside the writers as the node's
+    // settling thread does, and what is left is settled before the clock stops.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let settler = {
+        let (engine, done) = (engine.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                engine.settle_head(usize::MAX);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    let writers: anyhow::Result<()> = handles.into_iter().try_for_each(|h| {
         h.join()
-            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
-    }
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))?
+    });
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    settler
+        .join()
+        .map_err(|_| anyhow::anyhow!("settling thread panicked"))?;
+    writers?;
+    engine.settle_head(usize::MAX);
     pb.finish_and_clear();
     Ok(Ingest {
         samples: total,

@@ -10,14 +10,12 @@
 //! series after series keeps "last write wins" between samples of one series exactly as line
 //! order would (samples of different series do not interact).
 //!
-//! Across bodies, a [`LabelCache`] shared by the caller remembers the label set of each key
+//! Across bodies, a [`LabelCache`](crate::ingest::label_cache::LabelCache) shared by the caller remembers the label set of each key
 //! and field: a live stream sends every series' newest point in its own line, so no run
 //! repeats within a body, but every body repeats the previous one's keys. A line whose fields
 //! are all cached is not parsed past its key's end, and no label set is built for it.
 
-use parking_lot::Mutex;
-
-use crate::ingest::label_cache::LabelCache;
+use crate::ingest::label_cache::SharedLabelCache;
 use crate::storage::{Label, Labels, Sample, METRIC_NAME_LABEL};
 
 use super::scanner::{content, key_end, parse_key, parse_tail, FieldValue, Fields};
@@ -135,7 +133,7 @@ impl<'b> Run<'b> {
         &mut self,
         field: &str,
         series: &mut Vec<(Labels, Vec<Sample>)>,
-        cache: &Mutex<LabelCache>,
+        cache: &SharedLabelCache,
     ) -> bool {
         if self.fields.iter().any(|(k, _)| k == field) {
             return true;
@@ -177,7 +175,7 @@ impl<'b> Run<'b> {
         &mut self,
         field: String,
         series: &mut Vec<(Labels, Vec<Sample>)>,
-        cache: Option<&Mutex<LabelCache>>,
+        cache: Option<&SharedLabelCache>,
     ) -> usize {
         if let Some((_, i)) = self.fields.iter().find(|(k, _)| *k == field) {
             return *i;
@@ -220,7 +218,7 @@ impl<'b> Run<'b> {
         line: &str,
         opts: &LineOptions,
         out: &mut SeriesOutcome,
-        cache: Option<&Mutex<LabelCache>>,
+        cache: Option<&SharedLabelCache>,
     ) -> Result<(), String> {
         let (fields, ts) = parse_tail(line, self.key_end)?;
         let t = match ts {
@@ -279,7 +277,7 @@ impl<'b> Run<'b> {
         field: String,
         sample: Sample,
         out: &mut SeriesOutcome,
-        cache: Option<&Mutex<LabelCache>>,
+        cache: Option<&SharedLabelCache>,
     ) {
         let i = self.series_of(field, &mut out.series, cache);
         if let Some((_, samples)) = out.series.get_mut(i) {
@@ -300,12 +298,12 @@ pub fn parse_series(body: &str, opts: &LineOptions) -> SeriesOutcome {
 pub fn parse_series_cached(
     body: &str,
     opts: &LineOptions,
-    cache: &Mutex<LabelCache>,
+    cache: &SharedLabelCache,
 ) -> SeriesOutcome {
     parse_body(body, opts, Some(cache))
 }
 
-fn parse_body(body: &str, opts: &LineOptions, cache: Option<&Mutex<LabelCache>>) -> SeriesOutcome {
+fn parse_body(body: &str, opts: &LineOptions, cache: Option<&SharedLabelCache>) -> SeriesOutcome {
     let mut out = SeriesOutcome::default();
     let mut run = Run::default();
     for (i, line) in body.split('\n').enumerate() {

@@ -18,7 +18,7 @@ use super::link::{Acker, Received};
 use super::metrics::MqttMetrics;
 use super::payload::{truncate, PayloadError, PayloadMapping, SeriesCache};
 use crate::ingest::IngestSink;
-use crate::storage::{Labels, Sample};
+use crate::storage::{LabelSets, Labels, Sample};
 
 /// Bytes of an invalid payload quoted in the log.
 const LOGGED_PAYLOAD_BYTES: usize = 200;
@@ -157,7 +157,7 @@ impl Dispatcher {
         let mut batch = decoded.samples;
         let mut delay = self.retry_min;
         while !batch.is_empty() {
-            match self.sink.write(batch).await {
+            match self.sink.write(batch, LabelSets::Cached).await {
                 Ok(outcome) => {
                     for (i, why) in &outcome.rejected {
                         if let Some(m) = origin.get(*i).and_then(|o| inbox.get(*o).copied()) {

@@ -4,9 +4,7 @@
 //! and the decompressed length, which the snappy block header announces, against
 //! [`RemoteWriteLimits::max_decompressed`] before the output buffer is allocated.
 
-use parking_lot::Mutex;
-
-use crate::ingest::label_cache::LabelCache;
+use crate::ingest::label_cache::SharedLabelCache;
 use crate::metadata::MetricMetadata;
 use crate::storage::{self, Labels};
 
@@ -43,7 +41,7 @@ pub fn decode(body: &[u8], limits: &RemoteWriteLimits) -> Result<DecodedWrite, R
 pub fn decode_cached(
     body: &[u8],
     limits: &RemoteWriteLimits,
-    cache: &Mutex<LabelCache>,
+    cache: &SharedLabelCache,
 ) -> Result<DecodedWrite, RemoteWriteError> {
     let raw = decompress(body, limits)?;
     match walk::decode_request(&raw, cache) {

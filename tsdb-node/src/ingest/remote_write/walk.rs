@@ -1,5 +1,5 @@
 //! The fast path of remote write decoding: the `WriteRequest` bytes read in place, each
-//! series' label set taken from a [`LabelCache`] keyed by the series' label fields exactly as
+//! series' label set taken from a [`LabelCache`](crate::ingest::label_cache::LabelCache) keyed by the series' label fields exactly as
 //! encoded.
 //!
 //! A sender repeats the same series request after request (Prometheus resends every active
@@ -13,11 +13,9 @@
 //! [`Unhandled`], and the caller decodes the body with prost, which gives the answer or the
 //! error. `walk_agrees_with_prost` and the `remote_write` fuzz target hold it to that.
 
-use parking_lot::Mutex;
-
 use super::codec::metadata_entry;
 use super::{proto, DecodedWrite};
-use crate::ingest::label_cache::LabelCache;
+use crate::ingest::label_cache::SharedLabelCache;
 use crate::storage::{Label, Labels, Sample};
 
 /// This reader does not decode the input (it may be invalid, or valid in a form this reader
@@ -47,7 +45,19 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint of at most ten bytes whose tenth byte holds only the 64th bit, as prost reads.
+    #[inline]
     fn varint(&mut self) -> Walk<u64> {
+        // Every key of a write request and most lengths fit one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Walk<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(Unhandled)?;
@@ -112,7 +122,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a decompressed `WriteRequest` as [`super::codec::decode`] does.
-pub(super) fn decode_request(raw: &[u8], cache: &Mutex<LabelCache>) -> Walk<DecodedWrite> {
+pub(super) fn decode_request(raw: &[u8], cache: &SharedLabelCache) -> Walk<DecodedWrite> {
     let mut r = Reader::new(raw);
     let mut out = DecodedWrite::default();
     let mut key = Vec::new();
@@ -139,7 +149,7 @@ pub(super) fn decode_request(raw: &[u8], cache: &Mutex<LabelCache>) -> Walk<Deco
 /// and samples; `None` without samples. `key` is scratch space.
 fn time_series(
     buf: &[u8],
-    cache: &Mutex<LabelCache>,
+    cache: &SharedLabelCache,
     key: &mut Vec<u8>,
 ) -> Walk<Option<(Labels, Vec<Sample>)>> {
     let mut r = Reader::new(buf);

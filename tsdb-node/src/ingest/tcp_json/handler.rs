@@ -18,7 +18,7 @@ use super::frame::{Frame, FrameError};
 use super::reply::Reply;
 use super::TcpJsonContext;
 use crate::auth::{AuthError, Role, User};
-use crate::storage::{Labels, Rejection, Sample};
+use crate::storage::{LabelSets, Labels, Rejection, Sample};
 
 /// Failed logins on one connection before it is closed, independent of the per-address
 /// throttle: a client that got its password wrong three times is not going to recover.
@@ -296,7 +296,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        match self.ctx.sink.write(batch).await {
+        // Each frame's label set is built anew (no label cache here).
+        match self.ctx.sink.write(batch, LabelSets::PerBatch).await {
             Ok(outcome) => {
                 let mut rejected = vec![None; n];
                 for (i, why) in outcome.rejected {

@@ -170,6 +170,20 @@ pub fn encode_chunk(samples: &[Sample]) -> Result<Vec<u8>, CodecError> {
     }
 }
 
+/// The encoding [`encode_chunk`] would give the samples of a Gorilla chunk that a
+/// [`GorillaAppender`] wrote: `Some` decimal bytes when they are no larger (verified like every
+/// result of `encode_chunk`), `None` when the Gorilla bytes are already the answer. The head
+/// seals chunks as their appender's bytes and settles them with this, off the write path.
+/// Fails if `gorilla` does not decode to a valid chunk's samples.
+pub fn settle_gorilla_chunk(gorilla: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+    let mut samples = Vec::new();
+    decode_chunk(gorilla, &mut samples)?;
+    validate_input(&samples)?;
+    // The appender's bytes are what `encode_chunk`'s own appender would write for these
+    // samples, so their length is the size `encode_chunk` weighs decimal against.
+    Ok(decimal::encode(&samples).filter(|dec| dec.len() <= gorilla.len()))
+}
+
 /// A body decoder of either encoding.
 // Boxing the larger variant would cost an allocation per chunk opened; the enum lives on
 // the stack or inline in a `ChunkIter`, where a few hundred bytes do not matter.

@@ -31,8 +31,8 @@ mod tests;
 
 pub use aggregate::Aggregate;
 pub use chunk::{
-    aggregate_chunk, chunk_meta, decode_chunk, encode_chunk, ChunkIter, ChunkMeta, Encoding,
-    MAX_CHUNK_SAMPLES,
+    aggregate_chunk, chunk_meta, decode_chunk, encode_chunk, settle_gorilla_chunk, ChunkIter,
+    ChunkMeta, Encoding, MAX_CHUNK_SAMPLES,
 };
 pub use error::CodecError;
 pub use gorilla::{GorillaAppender, GorillaIter};

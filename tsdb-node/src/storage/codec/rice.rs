@@ -150,11 +150,10 @@ pub(crate) fn total_cost(values: &[u64], p: RiceParams) -> u64 {
 /// chunk has a handful of them. The estimate is in exact integers (the quotient of a
 /// length-`len` value is about 1.5 · 2^(len-1-k)), since it runs for every chunk sealed on
 /// the write path.
-fn estimated_k(values: &[u64]) -> u32 {
-    let mut hist = [0u64; 65];
-    for &u in values {
-        hist[bit_length(u) as usize] += 1;
-    }
+///
+/// Only `k <= max_len` (the longest bit length present) is searched: beyond it every value
+/// costs `k + 1` in the estimate, which only grows with `k`.
+fn estimated_k(hist: &[u64; 65], max_len: u32) -> u32 {
     let mut present = [(0u32, 0u64); 65];
     let mut used = 0;
     for (len, &n) in hist.iter().enumerate() {
@@ -165,7 +164,7 @@ fn estimated_k(values: &[u64]) -> u32 {
     }
     let present = &present[..used];
     let mut est_best = (0u32, u64::MAX);
-    for k in 0..=MAX_K {
+    for k in 0..=max_len.min(MAX_K) {
         let mut bits = 0u64;
         for &(len, n) in present {
             let per = if len <= k {
@@ -196,15 +195,27 @@ fn estimated_k(values: &[u64]) -> u32 {
 /// of its bit length), and the exact cost is then computed for the estimate's best `k` and its
 /// neighbours. Outlier-heavy data (mostly zeros and a few huge values), where a mean would
 /// mislead, is handled because the estimate models the escape code too.
+///
+/// Runs for every column of every chunk the head seals, on the write path: one pass builds the
+/// histogram and the maximum, and no `k` above the maximum's bit length is costed (there every
+/// value has quotient 0 and `qmax` is 0, so a value costs exactly `k` bits, least at the
+/// maximum's bit length).
 pub(crate) fn best(values: &[u64]) -> (RiceParams, u64) {
-    let Some(&max) = values.iter().max() else {
+    if values.is_empty() {
         return (RiceParams { k: 0, qmax: 0 }, 0);
-    };
-    let est = estimated_k(values);
+    }
+    let mut hist = [0u64; 65];
+    let mut max = 0u64;
+    for &u in values {
+        hist[bit_length(u) as usize] += 1;
+        max = max.max(u);
+    }
+    let max_len = bit_length(max);
+    let est = estimated_k(&hist, max_len);
     // The estimate ignores the saving of a bounded quotient, which favours a slightly larger
     // k; hence the window reaches two steps up.
     let lo = est.saturating_sub(1);
-    let hi = (est + 2).min(MAX_K);
+    let hi = (est + 2).min(MAX_K).min(max_len.max(lo));
     let mut best = (RiceParams::new(lo, max), u64::MAX);
     for k in lo..=hi {
         let p = RiceParams::new(k, max);
@@ -278,7 +289,13 @@ mod tests {
             values in proptest::collection::vec(proptest::num::u64::ANY, 1..200),
         ) {
             let values: Vec<u64> = values.into_iter().map(|v| v >> shift).collect();
-            prop_assert_eq!(estimated_k(&values), estimated_k_float(&values));
+            let mut hist = [0u64; 65];
+            for &u in &values {
+                hist[bit_length(u) as usize] += 1;
+            }
+            let max_len = values.iter().map(|&u| bit_length(u)).max().unwrap_or(0);
+            // The float estimate searches every k; the integer one stops at the longest value.
+            prop_assert_eq!(estimated_k(&hist, max_len), estimated_k_float(&values));
         }
     }
 
@@ -333,6 +350,23 @@ mod tests {
                     prop_assert_eq!(read(&mut r, p), Ok(u));
                 }
             }
+        }
+
+        #[test]
+        fn best_equals_the_search_over_every_k(values in prop::collection::vec(any::<u64>().prop_map(|u| u >> (u % 64)), 1..200)) {
+            // `best` as first written: the estimate over all k, then exact costs of its
+            // window, never cut at the longest value.
+            let max = values.iter().copied().max().unwrap_or(0);
+            let est = estimated_k_float(&values);
+            let mut full = (RiceParams::new(est.saturating_sub(1), max), u64::MAX);
+            for k in est.saturating_sub(1)..=(est + 2).min(MAX_K) {
+                let p = RiceParams::new(k, max);
+                let c = total_cost(&values, p);
+                if c < full.1 {
+                    full = (p, c);
+                }
+            }
+            prop_assert_eq!(best(&values), full);
         }
 
         #[test]

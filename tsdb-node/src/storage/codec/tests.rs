@@ -350,6 +350,15 @@ proptest! {
     }
 
     #[test]
+    fn settling_an_appenders_chunk_gives_what_encode_chunk_gives(samples in chunk_of_any_samples()) {
+        let mut appender = GorillaAppender::new();
+        samples.iter().for_each(|s| appender.append(s.t, s.v).unwrap());
+        let gorilla = appender.to_chunk().unwrap();
+        let settled = settle_gorilla_chunk(&gorilla).unwrap().unwrap_or(gorilla);
+        prop_assert_eq!(settled, encode_chunk(&samples).unwrap());
+    }
+
+    #[test]
     fn aggregate_equals_folding_decoded_samples(samples in chunk_of_any_samples(), a in any::<u16>(), b in any::<u16>()) {
         let bytes = encode_chunk(&samples).unwrap();
         let n = samples.len();

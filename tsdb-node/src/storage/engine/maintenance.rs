@@ -1,4 +1,6 @@
-//! The background thread that checkpoints, compacts, downsamples and applies retention.
+//! The background threads: one checkpoints, compacts, downsamples and applies retention; one
+//! settles the head's freshly sealed chunks (`settle.rs`), which must not wait behind a
+//! compaction that takes seconds.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -9,10 +11,15 @@ use parking_lot::{Condvar, Mutex};
 use super::Engine;
 use crate::storage::StorageError;
 
-/// Stops the maintenance thread when dropped.
+/// How often the settling thread looks for sealed chunks. A chunk seals every
+/// `head_chunk_samples` samples of a series, so what waits in Gorilla form is about this
+/// long's worth of sealed chunks.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+
+/// Stops the maintenance threads when dropped.
 pub struct MaintenanceHandle {
     stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl MaintenanceHandle {
@@ -23,7 +30,7 @@ impl MaintenanceHandle {
     fn shutdown(&mut self) {
         *self.stop.0.lock() = true;
         self.stop.1.notify_all();
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -51,40 +58,68 @@ impl Engine {
             || self.wal.size_bytes() >= self.opts.wal_segment_size
     }
 
-    /// Starts the maintenance thread: checks once a second (or once per checkpoint interval,
-    /// if shorter) whether a checkpoint is due
-    /// (interval elapsed or WAL past its size limit) and then runs a full pass.
+    /// Starts the maintenance threads. One checks once a second (or once per checkpoint
+    /// interval, if shorter) whether a checkpoint is due (interval elapsed or WAL past its
+    /// size limit) and then runs a full pass; the other settles the head's sealed chunks
+    /// every [`SETTLE_POLL`].
     pub fn start_maintenance(self: &Arc<Self>) -> Result<MaintenanceHandle, StorageError> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let engine = Arc::clone(self);
-        let stop2 = stop.clone();
+        let mut handle = MaintenanceHandle {
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
         let poll = self.opts.checkpoint_interval.min(Duration::from_secs(1));
-        let thread = std::thread::Builder::new()
-            .name("strata-maintenance".into())
-            .spawn(move || loop {
-                {
-                    let mut stopped = stop2.0.lock();
-                    if !*stopped {
-                        stop2.1.wait_for(&mut stopped, poll);
-                    }
-                    if *stopped {
-                        return;
-                    }
-                }
+        let engine = Arc::clone(self);
+        handle.threads.push(spawn_every(
+            "strata-maintenance",
+            stop.clone(),
+            poll,
+            move || {
                 if engine.checkpoint_due() {
                     if let Err(e) = engine.run_maintenance() {
                         tracing::error!(error = %e, "storage maintenance failed; will retry");
                         *engine.last_checkpoint.lock() = std::time::Instant::now();
                     }
                 }
-            })
-            .map_err(|source| StorageError::Io {
-                path: "maintenance thread".into(),
-                source,
-            })?;
-        Ok(MaintenanceHandle {
+            },
+        )?);
+        let engine = Arc::clone(self);
+        handle.threads.push(spawn_every(
+            "strata-settle",
             stop,
-            thread: Some(thread),
-        })
+            SETTLE_POLL,
+            move || {
+                engine.settle_head(usize::MAX);
+            },
+        )?);
+        Ok(handle)
     }
+}
+
+/// A thread that runs `work` every `poll` until `stop` is set. (On an error the handle
+/// already holding earlier threads is dropped by the caller, which stops them.)
+fn spawn_every(
+    name: &str,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    poll: Duration,
+    mut work: impl FnMut() + Send + 'static,
+) -> Result<JoinHandle<()>, StorageError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || loop {
+            {
+                let mut stopped = stop.0.lock();
+                if !*stopped {
+                    stop.1.wait_for(&mut stopped, poll);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            work();
+        })
+        .map_err(|source| StorageError::Io {
+            path: format!("{name} thread").into(),
+            source,
+        })
 }

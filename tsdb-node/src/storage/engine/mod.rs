@@ -12,10 +12,12 @@ mod downsample;
 mod each;
 mod estimate;
 mod handle;
+mod id_memo;
 mod maintenance;
 mod recovery;
 mod replica;
 mod retention;
+mod settle;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,7 @@ use parking_lot::{Mutex, RwLock};
 pub use each::Selection;
 pub use estimate::ReadEstimate;
 pub use handle::SegmentHandle;
+use id_memo::IdMemo;
 pub use maintenance::MaintenanceHandle;
 
 use crate::storage::catalog::Catalog;
@@ -111,6 +114,17 @@ pub struct AppendOutcome {
     pub rejected: Vec<(usize, Rejection)>,
 }
 
+/// Where a batch's label sets come from: decides whether the engine remembers their series ids
+/// by allocation (see `id_memo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelSets {
+    /// Ingest's label caches: the same allocation comes back with the series' next batch.
+    Cached,
+    /// Built for this batch alone (cluster RPCs, repairs): remembering them would only fill the
+    /// memo with allocations that never come back.
+    PerBatch,
+}
+
 /// Figures for the status page and `/metrics`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct EngineStats {
@@ -155,6 +169,9 @@ pub struct Engine {
     /// Compaction must not merge such segments: after a crash recovery would delete the
     /// level-0 files and replay their WAL, but not undo a block built from them.
     pub(crate) checkpoint_unrecorded: std::sync::atomic::AtomicBool,
+    /// Ids of the label sets ingest handed over recently, by allocation: spares appends the
+    /// catalog's keyed hash. Only ever locked alone.
+    pub(crate) id_memo: RwLock<IdMemo>,
 }
 
 impl Engine {
@@ -264,7 +281,7 @@ impl Engine {
         &self,
         batch: &[(Labels, Sample)],
     ) -> Result<AppendOutcome, StorageError> {
-        self.append_labeled_within(batch, self.opts.out_of_order_window_ms)
+        self.append_labeled_within(batch, self.opts.out_of_order_window_ms, LabelSets::Cached)
     }
 
     /// [`Engine::append_labeled`] refusing samples older than the newest minus `window` ms.
@@ -272,18 +289,26 @@ impl Engine {
         &self,
         batch: &[(Labels, Sample)],
         window: i64,
+        sets: LabelSets,
     ) -> Result<AppendOutcome, StorageError> {
         // Known series are resolved under one read lock for the whole batch, and a run of
         // samples of the same series (remote write and line protocol send them adjacent) is
         // resolved once: a catalog lookup hashes every label, which dominates small appends.
+        let remembered = self.remembered_ids(sets, batch.iter().map(|(l, _)| l));
         let mut resolved: Vec<Option<SeriesId>> = Vec::with_capacity(batch.len());
+        let mut learned = Vec::new();
         {
             let st = self.state.read();
             let mut last: Option<(&Labels, SeriesId)> = None;
-            for (labels, _) in batch {
-                let id = match last {
-                    Some((l, id)) if l == labels => Some(id),
-                    _ => st.catalog.id_of(labels),
+            for ((labels, _), memo) in batch.iter().zip(remembered) {
+                let id = match (last, memo) {
+                    (Some((l, id)), _) if l == labels => Some(id),
+                    (_, Some(id)) if st.catalog.contains(id) => Some(id),
+                    _ => {
+                        let id = st.catalog.id_of(labels);
+                        learned.extend(id.map(|id| (labels, id)));
+                        id
+                    }
                 };
                 if let Some(id) = id {
                     last = Some((labels, id));
@@ -297,7 +322,9 @@ impl Engine {
         for (i, ((labels, s), id)) in batch.iter().zip(resolved).enumerate() {
             let id = match id {
                 Some(id) => Ok(id),
-                None => self.series_id(labels),
+                None => self
+                    .series_id(labels)
+                    .inspect(|&id| learned.push((labels, id))),
             };
             match id {
                 Ok(id) => {
@@ -308,6 +335,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        self.remember_ids(sets, learned);
         self.append_mapped(&ids, &index, refused, window)
     }
 
@@ -319,7 +347,7 @@ impl Engine {
         &self,
         batch: &[(Labels, Vec<Sample>)],
     ) -> Result<AppendOutcome, StorageError> {
-        self.append_series_within(batch, self.opts.out_of_order_window_ms)
+        self.append_series_within(batch, self.opts.out_of_order_window_ms, LabelSets::Cached)
     }
 
     /// [`Engine::append_series`] refusing samples older than the newest minus `window` ms.
@@ -327,10 +355,24 @@ impl Engine {
         &self,
         batch: &[(Labels, Vec<Sample>)],
         window: i64,
+        sets: LabelSets,
     ) -> Result<AppendOutcome, StorageError> {
+        let remembered = self.remembered_ids(sets, batch.iter().map(|(l, _)| l));
+        let mut learned = Vec::new();
         let resolved: Vec<Option<SeriesId>> = {
             let st = self.state.read();
-            batch.iter().map(|(l, _)| st.catalog.id_of(l)).collect()
+            batch
+                .iter()
+                .zip(remembered)
+                .map(|((labels, _), memo)| match memo {
+                    Some(id) if st.catalog.contains(id) => Some(id),
+                    _ => {
+                        let id = st.catalog.id_of(labels);
+                        learned.extend(id.map(|id| (labels, id)));
+                        id
+                    }
+                })
+                .collect()
         };
         let total = batch.iter().map(|(_, s)| s.len()).sum();
         let mut ids = Vec::with_capacity(total);
@@ -340,7 +382,9 @@ impl Engine {
         for ((labels, samples), id) in batch.iter().zip(resolved) {
             let id = match id {
                 Some(id) => Ok(id),
-                None => self.series_id(labels),
+                None => self
+                    .series_id(labels)
+                    .inspect(|&id| learned.push((labels, id))),
             };
             match id {
                 Ok(id) => {
@@ -355,7 +399,33 @@ impl Engine {
             }
             offset += samples.len();
         }
+        self.remember_ids(sets, learned);
         self.append_mapped(&ids, &index, refused, window)
+    }
+
+    /// The memo's id for each label set, unchecked: the caller confirms under the state lock
+    /// that the catalog still contains it.
+    fn remembered_ids<'a>(
+        &self,
+        sets: LabelSets,
+        labels: impl ExactSizeIterator<Item = &'a Labels>,
+    ) -> Vec<Option<SeriesId>> {
+        if sets == LabelSets::PerBatch {
+            return vec![None; labels.len()];
+        }
+        let memo = self.id_memo.read();
+        labels.map(|l| memo.get(l)).collect()
+    }
+
+    /// Remembers ids the catalog resolved, for the next batch that brings the same label sets.
+    fn remember_ids(&self, sets: LabelSets, learned: Vec<(&Labels, SeriesId)>) {
+        if learned.is_empty() || sets == LabelSets::PerBatch {
+            return;
+        }
+        let mut memo = self.id_memo.write();
+        for (labels, id) in learned {
+            memo.remember(labels, id);
+        }
     }
 
     /// Appends resolved samples; `index[k]` is the caller's position of `ids[k]`, and

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+use super::id_memo::{self, IdMemo};
 use super::{Counters, Engine, Quarantined, SegmentHandle, State};
 use crate::storage::catalog::Catalog;
 use crate::storage::fsutil::{sync_dir, write_atomic};
@@ -377,5 +378,6 @@ pub(super) fn open(opts: EngineOptions) -> Result<Engine, StorageError> {
         counters: Counters::default(),
         last_checkpoint: Mutex::new(std::time::Instant::now()),
         checkpoint_unrecorded: std::sync::atomic::AtomicBool::new(false),
+        id_memo: RwLock::new(IdMemo::new(id_memo::MAX_ENTRIES)),
     })
 }

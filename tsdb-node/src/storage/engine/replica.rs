@@ -7,7 +7,7 @@ use crate::storage::model::{Labels, Sample};
 use crate::storage::querier::{is_raw, Series};
 use crate::storage::{AppendOutcome, StorageError};
 
-use super::Engine;
+use super::{Engine, LabelSets};
 
 impl Engine {
     /// Starts of the `window_ms`-wide windows that overlap `[mint, maxt]` and may hold data:
@@ -82,7 +82,7 @@ impl Engine {
         &self,
         batch: &[(Labels, Vec<Sample>)],
     ) -> Result<AppendOutcome, StorageError> {
-        self.append_series_within(batch, i64::MAX)
+        self.append_series_within(batch, i64::MAX, LabelSets::PerBatch)
     }
 }
 

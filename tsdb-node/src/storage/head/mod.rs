@@ -5,7 +5,7 @@
 
 mod series;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 pub use series::{merge_override, MemSeries, SealedChunk};
 
@@ -24,15 +24,29 @@ pub struct Head {
     // Looked up once per series per append: SipHash here cost about 5 % of the CPU of a
     // line-protocol ingest in one-point-per-series requests.
     series: HashMap<SeriesId, MemSeries, BuildIdHasher>,
+    /// Series that sealed a chunk since they were last settled, in sealing order. An id may be
+    /// listed more than once, or after its chunks were settled already; taking it then costs
+    /// a look and nothing else.
+    unsettled: VecDeque<SeriesId>,
     samples: u64,
     mint: i64,
     maxt: i64,
+}
+
+/// A copy of a sealed chunk that still holds its Gorilla bytes, to be re-encoded without the
+/// engine's lock and put back with [`Head::settle`].
+#[derive(Debug)]
+pub struct UnsettledChunk {
+    pub id: SeriesId,
+    pub index: usize,
+    pub bytes: Vec<u8>,
 }
 
 impl Head {
     pub fn new() -> Self {
         Head {
             series: HashMap::default(),
+            unsettled: VecDeque::new(),
             samples: 0,
             mint: i64::MAX,
             maxt: i64::MIN,
@@ -45,10 +59,14 @@ impl Head {
         s: Sample,
         max_chunk_samples: usize,
     ) -> Result<(), HeadError> {
-        self.series
+        if self
+            .series
             .entry(id)
             .or_default()
-            .append(s, max_chunk_samples)?;
+            .append(s, max_chunk_samples)?
+        {
+            self.unsettled.push_back(id);
+        }
         self.samples += 1;
         self.mint = self.mint.min(s.t);
         self.maxt = self.maxt.max(s.t);
@@ -64,13 +82,50 @@ impl Head {
         max_chunk_samples: usize,
     ) -> Result<(), HeadError> {
         let series = self.series.entry(id).or_default();
+        let mut sealed = false;
         for &s in samples {
-            series.append(s, max_chunk_samples)?;
+            sealed |= series.append(s, max_chunk_samples)?;
             self.samples += 1;
             self.mint = self.mint.min(s.t);
             self.maxt = self.maxt.max(s.t);
         }
+        if sealed {
+            self.unsettled.push_back(id);
+        }
         Ok(())
+    }
+
+    /// Copies of up to about `max` unsettled chunks (whole series at a time), oldest sealed
+    /// first, for re-encoding outside the engine's lock.
+    pub fn unsettled_chunks(&mut self, max: usize) -> Vec<UnsettledChunk> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(id) = self.unsettled.pop_front() else {
+                break;
+            };
+            if let Some(series) = self.series.get(&id) {
+                out.extend(series.unsettled().map(|(index, c)| UnsettledChunk {
+                    id,
+                    index,
+                    bytes: c.bytes.clone(),
+                }));
+            }
+        }
+        out
+    }
+
+    /// Puts back a chunk taken by [`unsettled_chunks`](Self::unsettled_chunks): `bytes` is
+    /// its new encoding, `None` if the Gorilla bytes stay. Ignored (returns false) when the
+    /// chunk changed in the meantime.
+    pub fn settle(&mut self, chunk: &UnsettledChunk, bytes: Option<Vec<u8>>) -> bool {
+        self.series
+            .get_mut(&chunk.id)
+            .is_some_and(|s| s.settle(chunk.index, &chunk.bytes, bytes))
+    }
+
+    /// Number of series queued for settling (with repeats).
+    pub fn unsettled_series(&self) -> usize {
+        self.unsettled.len()
     }
 
     pub fn series(&self, id: SeriesId) -> Option<&MemSeries> {
@@ -122,6 +177,9 @@ impl Head {
         for id in ids {
             if let Some(s) = self.series.get_mut(id) {
                 s.delete_range(mint, maxt, max_chunk_samples)?;
+                if s.unsettled().next().is_some() {
+                    self.unsettled.push_back(*id);
+                }
             }
         }
         Ok(())

@@ -1,8 +1,10 @@
 //! One series' recent samples in memory.
 //!
 //! In-order samples (timestamp greater than every timestamp seen so far) go into a streaming
-//! Gorilla appender; when it holds `max_chunk_samples` it is sealed and re-encoded with the
-//! codec's smallest encoding. Everything else — samples older than the newest one, and
+//! Gorilla appender; when it holds `max_chunk_samples` it is sealed as the Gorilla chunk it
+//! already is, and later *settled*: re-encoded with the codec's smallest encoding off the write
+//! path ([`Head::unsettled_chunks`](super::Head::unsettled_chunks), `Engine::settle_head`), so
+//! that an append never waits for the re-encoding. Everything else — samples older than the newest one, and
 //! duplicates of an existing timestamp — goes into a sorted out-of-order buffer whose entries
 //! override in-order samples at the same timestamp. Every sample in the out-of-order buffer was
 //! written after any in-order sample with the same timestamp, so "the buffer wins" is exactly
@@ -22,6 +24,9 @@ pub struct SealedChunk {
     pub maxt: i64,
     pub count: u32,
     pub bytes: Vec<u8>,
+    /// Whether `bytes` has its final encoding. A chunk sealed on the write path holds the
+    /// appender's Gorilla bytes until it is settled.
+    pub settled: bool,
 }
 
 #[derive(Debug)]
@@ -48,34 +53,57 @@ impl Default for MemSeries {
 }
 
 impl MemSeries {
-    pub fn append(&mut self, s: Sample, max_chunk_samples: usize) -> Result<(), HeadError> {
+    /// Appends one sample; returns whether it sealed a chunk (which then waits to be settled).
+    pub fn append(&mut self, s: Sample, max_chunk_samples: usize) -> Result<bool, HeadError> {
         if s.t > self.max_seen {
             self.open.append(s.t, s.v)?;
             self.max_seen = s.t;
             if self.open.len() >= max_chunk_samples {
                 self.seal()?;
+                return Ok(true);
             }
         } else {
             self.ooo.insert(s.t, s.v);
         }
+        Ok(false)
+    }
+
+    /// Moves the open appender's samples into a sealed chunk, as the Gorilla bytes the
+    /// appender holds: a copy, no re-encoding.
+    fn seal(&mut self) -> Result<(), HeadError> {
+        let (Some(mint), Some(maxt)) = (self.open.mint(), self.open.maxt()) else {
+            return Ok(());
+        };
+        let open = std::mem::take(&mut self.open);
+        self.sealed.push(SealedChunk {
+            mint,
+            maxt,
+            count: open.len() as u32,
+            bytes: open.to_chunk()?,
+            settled: false,
+        });
         Ok(())
     }
 
-    fn seal(&mut self) -> Result<(), HeadError> {
-        if self.open.is_empty() {
-            return Ok(());
+    /// Indices of the sealed chunks that still hold their Gorilla bytes.
+    pub fn unsettled(&self) -> impl Iterator<Item = (usize, &SealedChunk)> + '_ {
+        self.sealed.iter().enumerate().filter(|(_, c)| !c.settled)
+    }
+
+    /// Replaces sealed chunk `index` by `bytes` (or, with `None`, keeps its bytes) and marks it
+    /// settled, if it still holds exactly `old`: a delete may have rebuilt the chunks since
+    /// `old` was read. Returns whether it did.
+    pub fn settle(&mut self, index: usize, old: &[u8], bytes: Option<Vec<u8>>) -> bool {
+        match self.sealed.get_mut(index) {
+            Some(c) if !c.settled && c.bytes == old => {
+                if let Some(bytes) = bytes {
+                    c.bytes = bytes;
+                }
+                c.settled = true;
+                true
+            }
+            _ => false,
         }
-        let open = std::mem::take(&mut self.open);
-        let mut samples = Vec::with_capacity(open.len());
-        open.decode(&mut samples)?;
-        let bytes = codec::encode_chunk(&samples)?;
-        self.sealed.push(SealedChunk {
-            mint: samples[0].t,
-            maxt: samples[samples.len() - 1].t,
-            count: samples.len() as u32,
-            bytes,
-        });
-        Ok(())
     }
 
     fn open_overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -178,6 +206,7 @@ impl MemSeries {
         let max_seen = self.max_seen;
         *self = MemSeries::default();
         for s in all.into_iter().filter(|s| s.t < mint || s.t > maxt) {
+            // The rebuilt chunks are unsettled; `Head::delete` queues the series.
             self.append(s, max_chunk_samples)?;
         }
         self.max_seen = max_seen;
