@@ -28,6 +28,11 @@ use crate::storage::tombstones::{Tombstone, Tombstones};
 use crate::storage::wal::{self, Wal, WalOptions, WalRecord};
 use crate::storage::StorageError;
 
+/// Series with freshly sealed chunks that WAL replay lets queue before settling them: few, so
+/// that a chunk is settled while its bytes are still in cache (with 4096, replay of the
+/// reference day took 7–10 s instead of 5).
+const REPLAY_SETTLE_BATCH: usize = 256;
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct CheckpointRecord {
     pub next_epoch: u64,
@@ -316,6 +321,11 @@ pub(super) fn open(opts: EngineOptions) -> Result<Engine, StorageError> {
                     head.append(id, s, chunk)?;
                     max_t = max_t.max(s.t);
                 }
+                // Settled as replay goes, so that a large head never sits in Gorilla form
+                // (about five times the size) before the settling thread starts.
+                if head.unsettled_series() >= REPLAY_SETTLE_BATCH {
+                    head.settle_queued();
+                }
             }
             WalRecord::Tombstone { matchers, mint, maxt } => {
                 let ids = catalog.select(&matchers);
@@ -331,6 +341,7 @@ pub(super) fn open(opts: EngineOptions) -> Result<Engine, StorageError> {
         Ok(())
     })
     .map_err(replay_error)?;
+    head.settle_queued();
     if unknown_series > 0 || bad_series > 0 {
         tracing::warn!(
             unknown_series,

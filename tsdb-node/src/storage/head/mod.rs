@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 pub use series::{merge_override, MemSeries, SealedChunk};
 
 use crate::storage::catalog::BuildIdHasher;
-use crate::storage::codec::CodecError;
+use crate::storage::codec::{self, CodecError};
 use crate::storage::model::{Sample, SeriesId};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,21 @@ pub struct UnsettledChunk {
     pub id: SeriesId,
     pub index: usize,
     pub bytes: Vec<u8>,
+}
+
+impl UnsettledChunk {
+    /// The chunk's final encoding: `Some(None)` when its Gorilla bytes stay, `Some(Some(..))`
+    /// new bytes, `None` when it does not decode — an engine bug, logged; the chunk is left as
+    /// it is and queries report the same failure.
+    pub fn recode(&self) -> Option<Option<Vec<u8>>> {
+        match codec::settle_gorilla_chunk(&self.bytes) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(series = self.id, error = %e, "head chunk failed to decode while settling");
+                None
+            }
+        }
+    }
 }
 
 impl Head {
@@ -126,6 +141,19 @@ impl Head {
     /// Number of series queued for settling (with repeats).
     pub fn unsettled_series(&self) -> usize {
         self.unsettled.len()
+    }
+
+    /// Settles every queued chunk in place, for a head nobody else can see yet (WAL replay):
+    /// no lock to spare, and memory stays what settled chunks take. Returns how many.
+    pub fn settle_queued(&mut self) -> usize {
+        let work = self.unsettled_chunks(usize::MAX);
+        work.iter()
+            .filter(|chunk| {
+                chunk
+                    .recode()
+                    .is_some_and(|bytes| self.settle(chunk, bytes))
+            })
+            .count()
     }
 
     pub fn series(&self, id: SeriesId) -> Option<&MemSeries> {
