@@ -31,7 +31,7 @@ pub use handle::SegmentHandle;
 use id_memo::IdMemo;
 pub use maintenance::MaintenanceHandle;
 
-use crate::storage::catalog::Catalog;
+use crate::storage::catalog::{Catalog, LimitError};
 use crate::storage::head::Head;
 use crate::storage::layout::{self, SegmentKind};
 use crate::storage::model::{Labels, Matcher, Sample, SeriesId};
@@ -291,51 +291,19 @@ impl Engine {
         window: i64,
         sets: LabelSets,
     ) -> Result<AppendOutcome, StorageError> {
-        // Known series are resolved under one read lock for the whole batch, and a run of
-        // samples of the same series (remote write and line protocol send them adjacent) is
-        // resolved once: a catalog lookup hashes every label, which dominates small appends.
-        let remembered = self.remembered_ids(sets, batch.iter().map(|(l, _)| l));
-        let mut resolved: Vec<Option<SeriesId>> = Vec::with_capacity(batch.len());
-        let mut learned = Vec::new();
-        {
-            let st = self.state.read();
-            let mut last: Option<(&Labels, SeriesId)> = None;
-            for ((labels, _), memo) in batch.iter().zip(remembered) {
-                let id = match (last, memo) {
-                    (Some((l, id)), _) if l == labels => Some(id),
-                    (_, Some(id)) if st.catalog.contains(id) => Some(id),
-                    _ => {
-                        let id = st.catalog.id_of(labels);
-                        learned.extend(id.map(|id| (labels, id)));
-                        id
-                    }
-                };
-                if let Some(id) = id {
-                    last = Some((labels, id));
-                }
-                resolved.push(id);
-            }
-        }
+        let resolved = self.resolve_series(sets, batch.iter().map(|(l, _)| l))?;
         let mut ids = Vec::with_capacity(batch.len());
         let mut index = Vec::with_capacity(batch.len());
         let mut refused = Vec::new();
-        for (i, ((labels, s), id)) in batch.iter().zip(resolved).enumerate() {
-            let id = match id {
-                Some(id) => Ok(id),
-                None => self
-                    .series_id(labels)
-                    .inspect(|&id| learned.push((labels, id))),
-            };
+        for (i, ((_, s), id)) in batch.iter().zip(resolved).enumerate() {
             match id {
                 Ok(id) => {
                     ids.push((id, *s));
                     index.push(i);
                 }
-                Err(StorageError::Limit(e)) => refused.push((i, Rejection::InvalidSeries(e))),
-                Err(e) => return Err(e),
+                Err(e) => refused.push((i, Rejection::InvalidSeries(e))),
             }
         }
-        self.remember_ids(sets, learned);
         self.append_mapped(&ids, &index, refused, window)
     }
 
@@ -357,50 +325,76 @@ impl Engine {
         window: i64,
         sets: LabelSets,
     ) -> Result<AppendOutcome, StorageError> {
-        let remembered = self.remembered_ids(sets, batch.iter().map(|(l, _)| l));
-        let mut learned = Vec::new();
-        let resolved: Vec<Option<SeriesId>> = {
-            let st = self.state.read();
-            batch
-                .iter()
-                .zip(remembered)
-                .map(|((labels, _), memo)| match memo {
-                    Some(id) if st.catalog.contains(id) => Some(id),
-                    _ => {
-                        let id = st.catalog.id_of(labels);
-                        learned.extend(id.map(|id| (labels, id)));
-                        id
-                    }
-                })
-                .collect()
-        };
+        let resolved = self.resolve_series(sets, batch.iter().map(|(l, _)| l))?;
         let total = batch.iter().map(|(_, s)| s.len()).sum();
         let mut ids = Vec::with_capacity(total);
         let mut index = Vec::with_capacity(total);
         let mut refused = Vec::new();
         let mut offset = 0;
-        for ((labels, samples), id) in batch.iter().zip(resolved) {
-            let id = match id {
-                Some(id) => Ok(id),
-                None => self
-                    .series_id(labels)
-                    .inspect(|&id| learned.push((labels, id))),
-            };
+        for ((_, samples), id) in batch.iter().zip(resolved) {
             match id {
                 Ok(id) => {
                     ids.extend(samples.iter().map(|s| (id, *s)));
                     index.extend(offset..offset + samples.len());
                 }
-                Err(StorageError::Limit(e)) => refused.extend(
+                Err(e) => refused.extend(
                     (offset..offset + samples.len())
                         .map(|i| (i, Rejection::InvalidSeries(e.clone()))),
                 ),
-                Err(e) => return Err(e),
             }
             offset += samples.len();
         }
-        self.remember_ids(sets, learned);
         self.append_mapped(&ids, &index, refused, window)
+    }
+
+    /// The series id of each label set, creating series that do not exist yet; a label set
+    /// that breaks a limit gets its error. Known series are resolved under one read lock for
+    /// the whole batch: by the memo when ingest handed over a remembered allocation, by the
+    /// previous entry when the same label set repeats (remote write and line protocol send a
+    /// series' samples adjacent), else by the catalog, whose lookup hashes every label.
+    fn resolve_series<'a>(
+        &self,
+        sets: LabelSets,
+        labels: impl ExactSizeIterator<Item = &'a Labels> + Clone,
+    ) -> Result<Vec<Result<SeriesId, LimitError>>, StorageError> {
+        let remembered = self.remembered_ids(sets, labels.clone());
+        let mut learned = Vec::new();
+        let mut resolved: Vec<Option<SeriesId>> = Vec::with_capacity(labels.len());
+        {
+            let st = self.state.read();
+            let mut last: Option<(&Labels, SeriesId)> = None;
+            for (l, memo) in labels.clone().zip(remembered) {
+                let id = match (last, memo) {
+                    (Some((prev, id)), _) if prev == l => Some(id),
+                    (_, Some(id)) if st.catalog.contains(id) => Some(id),
+                    _ => {
+                        let id = st.catalog.id_of(l);
+                        learned.extend(id.map(|id| (l, id)));
+                        id
+                    }
+                };
+                if let Some(id) = id {
+                    last = Some((l, id));
+                }
+                resolved.push(id);
+            }
+        }
+        let mut out = Vec::with_capacity(resolved.len());
+        for (l, id) in labels.zip(resolved) {
+            out.push(match id {
+                Some(id) => Ok(id),
+                None => match self.series_id(l) {
+                    Ok(id) => {
+                        learned.push((l, id));
+                        Ok(id)
+                    }
+                    Err(StorageError::Limit(e)) => Err(e),
+                    Err(e) => return Err(e),
+                },
+            });
+        }
+        self.remember_ids(sets, learned);
+        Ok(out)
     }
 
     /// The memo's id for each label set, unchecked: the caller confirms under the state lock
