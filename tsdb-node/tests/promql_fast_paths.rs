@@ -364,9 +364,10 @@ fn streamed_and_inline_instant_queries_equal_the_loading_path() {
     assert!(small
         .instant("stddev_over_time(temp{kind=\"a\"}[1h])", end)
         .is_err());
-    // And on rollups with raw edges, which read 59 buckets and a few samples here.
+    // And on rollups with raw edges, which read 59 buckets and a few samples here (two hours
+    // back, where the data is rolled up).
     assert!(small
-        .instant("avg_over_time(temp{kind=\"a\"}[1h])", end)
+        .instant("avg_over_time(temp{kind=\"a\"}[1h] offset 2h)", end)
         .is_ok());
     let tiny = QueryEngine::new(
         engine,
@@ -376,7 +377,7 @@ fn streamed_and_inline_instant_queries_equal_the_loading_path() {
         },
     );
     assert!(tiny
-        .instant("avg_over_time(temp{kind=\"a\"}[1h])", end)
+        .instant("avg_over_time(temp{kind=\"a\"}[1h] offset 2h)", end)
         .is_err());
 }
 
@@ -415,9 +416,14 @@ fn unaligned_instant_windows_read_rollups_with_raw_edges() {
                     raw.instant(&q, t).unwrap(),
                     rolled.instant(&q, t).unwrap(),
                 );
-                assert!(
+                // The newest hour or so is not rolled up yet (the head, and the blocks within
+                // the out-of-order window of the newest data); a window there holds too few
+                // rolled-up buckets and is read raw.
+                let newest = range == "47m]" && t >= end - 8 * MIN;
+                assert_eq!(
                     rolled.rollup_selectors_total() > before,
-                    "{q} at {t} did not read rollups"
+                    !newest,
+                    "{q} at {t}: rollups read or not as expected"
                 );
             }
         }

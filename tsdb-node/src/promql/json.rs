@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::storage::Labels;
 
+use super::json_points::push_points;
 use super::value::{QueryResult, Value};
 
 /// Renders `{"resultType":...,"result":...}`.
@@ -64,12 +65,7 @@ pub fn render_data_bytes(result: &QueryResult, out: &mut Vec<u8>) {
                 out.extend_from_slice(b",\"values\":[");
                 // About 24 bytes per point: reserve once instead of growing repeatedly.
                 out.reserve(points.len().saturating_mul(24));
-                for (j, (t, v)) in points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    push_point(out, *t, *v);
-                }
+                push_points(out, points);
                 out.extend_from_slice(b"]}");
             }
             out.push(b']');
@@ -79,7 +75,7 @@ pub fn render_data_bytes(result: &QueryResult, out: &mut Vec<u8>) {
 }
 
 #[inline]
-fn push_point(out: &mut Vec<u8>, t: i64, v: f64) {
+pub(super) fn push_point(out: &mut Vec<u8>, t: i64, v: f64) {
     out.push(b'[');
     push_timestamp(out, t);
     out.extend_from_slice(b",\"");
@@ -148,44 +144,89 @@ const SHORT_DECIMAL_SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
 /// only candidate with `k` decimals, and the smallest `k` that works gives the fewest
 /// significant digits. Rounding `v·10^k` to an integer finds that `n` whenever it exists: the product's
 /// rounding error is far below one half at these magnitudes. Ryu costs several times this.
+/// The decimal `(n, k)` with `n·10^-k == v`, `k` at most four and `|n| < 10^15`, with the
+/// smallest such `k`: Go's shortest `'f'` formatting of `v` when it has at most four decimals and
+/// fewer than 16 significant digits (sensor readings, counters, most rates).
+///
+/// Why this is the shortest round-tripping form: IEEE division is correctly rounded, as is
+/// parsing, so `n / 10^k == v` holds exactly when the decimal `n·10^-k` parses to `v`. With
+/// `|n| < 10^15` a neighbouring decimal with the same `k` is a different double, so `n` is the
+/// only candidate with `k` decimals, and the smallest `k` that works gives the fewest
+/// significant digits. Rounding `v·10^k` to an integer finds that `n` whenever it exists: the product's
+/// rounding error is far below one half at these magnitudes. Ryu costs several times this.
 #[inline]
-fn push_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+pub(super) fn short_decimal(v: f64) -> Option<(i64, usize)> {
     for (k, scale) in SHORT_DECIMAL_SCALES.iter().enumerate() {
         let x = v * scale;
         if x.abs() >= 1e15 {
-            return false;
+            return None;
         }
         // Rounded by hand: `f64::round` is a libm call here. Adding the half can itself round
         // up a value just below it, which only yields a candidate the check below rejects.
         let n = (x + 0.5f64.copysign(x)) as i64;
-        if n as f64 / scale != v {
+        // Where `n·10^-k` is `v`, the product is within a few ulps of `n`; so a product
+        // farther away than that (by a wide margin) rules `k` out without the division, which
+        // is most of this function's time.
+        if (x - n as f64).abs() > x.abs() * 1e-9 {
             continue;
         }
-        if n < 0 {
-            out.push(b'-');
+        if n as f64 / scale == v {
+            return Some((n, k));
         }
-        let mut buf = itoa::Buffer::new();
-        let digits = buf.format(n.unsigned_abs()).as_bytes();
-        if k == 0 {
-            out.extend_from_slice(digits);
-        } else if digits.len() > k {
-            let (int, frac) = digits.split_at(digits.len() - k);
-            out.extend_from_slice(int);
-            out.push(b'.');
-            out.extend_from_slice(frac);
-        } else {
-            out.extend_from_slice(b"0.");
-            out.extend(std::iter::repeat_n(b'0', k - digits.len()));
-            out.extend_from_slice(digits);
-        }
-        return true;
     }
-    false
+    None
+}
+
+/// `(n, k)` with `n·10^-k == v` for the given `k` (at most four), if there is one with
+/// `|n| < 10^15`. It is [`short_decimal`]'s answer when `k` is 0 or `n` does not end in a zero:
+/// a shorter form would be the same decimal, since two decimals of `k` places below 10^15 are
+/// never the same double.
+#[inline]
+pub(super) fn short_decimal_with(v: f64, k: usize) -> Option<(i64, usize)> {
+    let scale = *SHORT_DECIMAL_SCALES.get(k)?;
+    let x = v * scale;
+    if x.abs() >= 1e15 {
+        return None;
+    }
+    let n = (x + 0.5f64.copysign(x)) as i64;
+    (n as f64 / scale == v).then_some((n, k))
+}
+
+/// Writes `v` as [`short_decimal`] finds it; false, having written nothing, when it does not.
+#[inline]
+fn push_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    let Some((n, k)) = short_decimal(v) else {
+        return false;
+    };
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n.unsigned_abs()).as_bytes();
+    if k == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > k {
+        let (int, frac) = digits.split_at(digits.len() - k);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', k - digits.len()));
+        out.extend_from_slice(digits);
+    }
+    true
+}
+
+/// Whether [`push_sample_value`] formats `v` through [`short_decimal`].
+#[inline]
+pub(super) fn takes_short_decimal(v: f64) -> bool {
+    (1e-5..1e16).contains(&v.abs())
 }
 
 fn push_sample_value(out: &mut Vec<u8>, v: f64) {
     let abs = v.abs();
-    if (1e-5..1e16).contains(&abs) {
+    if takes_short_decimal(v) {
         if push_short_decimal(out, v) {
             return;
         }

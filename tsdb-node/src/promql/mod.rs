@@ -32,6 +32,7 @@ pub(crate) mod functions;
 mod inline;
 mod instant_stream;
 mod json;
+mod json_points;
 pub mod pushdown;
 mod rollup;
 mod rollup_edges;

@@ -5,8 +5,9 @@
 //! dashboard's "last 24 h" at "now" never does; such a window then decoded every raw sample
 //! (8 640 for a day of 10 s data). Here the window `[start, end]` (closed, as Prometheus 2.42's)
 //! is split into a raw head `[start, b0)`, the whole buckets `[b0, b1)` and a raw tail
-//! `[b1, end]`, with `b0`/`b1` the first and last bucket edges inside it. With hourly rollups a
-//! day reads about 24 buckets and an hour of raw samples.
+//! `[b1, end]`, with `b0`/`b1` the first and last bucket edges inside it, `b1` no later than the
+//! end of what is rolled up. With hourly rollups a day reads about 24 buckets and a few hours of
+//! raw samples (the newest are rolled up only once they are past the out-of-order window).
 //!
 //! The answer is folded in time order (head samples, buckets, tail samples) exactly as the
 //! aligned rollup path folds it: `count`, `min` and `max` equal the raw answer bit for bit,
@@ -64,6 +65,20 @@ pub(crate) fn plan_edges(start: i64, end: i64, resolutions: &[i64]) -> Option<Ed
         .max_by_key(|p| p.resolution)
 }
 
+/// `plan` with its buckets ending where rollups end (`coverage_end`, the end of the newest
+/// rolled-up window, which lies on a bucket edge): the newest data is not rolled up yet (it
+/// may still change within the out-of-order window), and its samples are then read once, as
+/// part of the raw tail, instead of once to compute its buckets and again for the tail (both
+/// decode the same newest chunk). `None` when fewer than [`MIN_BUCKETS`] whole buckets remain.
+fn within_coverage(plan: EdgePlan, coverage_end: i64) -> Option<EdgePlan> {
+    let covered = coverage_end
+        .checked_add(1)?
+        .div_euclid(plan.resolution)
+        .checked_mul(plan.resolution)?;
+    let b1 = plan.b1.min(covered);
+    ((b1 - plan.b0) / plan.resolution >= MIN_BUCKETS).then_some(EdgePlan { b1, ..plan })
+}
+
 /// Evaluates `expr` at `time` from rollups and raw window ends when it is a rollup function of
 /// one range selector whose window the aligned planner does not take but [`plan_edges`] does;
 /// `None` otherwise (the caller evaluates it as usual).
@@ -84,7 +99,14 @@ pub(crate) fn try_instant(
         return None;
     }
     let info = instant_window(ms, time);
-    let plan = plan_edges(info.start, info.end, resolutions)?;
+    // The coarsest resolution that still has enough whole buckets once cut to what is
+    // rolled up.
+    let mut by_coarseness = resolutions.to_vec();
+    by_coarseness.sort_unstable_by(|a, b| b.cmp(a));
+    let plan = by_coarseness.into_iter().find_map(|r| {
+        let plan = plan_edges(info.start, info.end, &[r])?;
+        within_coverage(plan, engine.rollup_coverage_end(r)?)
+    })?;
     Some(evaluate(engine, ms, name, info, plan, time, max_samples))
 }
 
@@ -227,5 +249,19 @@ mod tests {
         // Negative times round towards the edges inside the window.
         let p = plan_edges(-90 * MIN - 1, -1, &[5 * MIN]).unwrap();
         assert_eq!((p.b0, p.b1), (-90 * MIN, 0));
+    }
+
+    #[test]
+    fn buckets_end_where_rollups_end() {
+        let p = plan_edges(0, 30 * HOUR - 10_000, &[HOUR]).unwrap();
+        assert_eq!((p.b0, p.b1), (0, 29 * HOUR));
+        // Rolled up to 20:00 of the second day: the buckets stop there, the rest is raw tail.
+        let cut = within_coverage(p, 20 * HOUR - 1).unwrap();
+        assert_eq!((cut.resolution, cut.b0, cut.b1), (HOUR, 0, 20 * HOUR));
+        // Rolled up beyond the window: unchanged.
+        assert_eq!(within_coverage(p, 40 * HOUR - 1), Some(p));
+        // Too little rolled up for the minimum number of buckets, or nothing at all.
+        assert_eq!(within_coverage(p, 7 * HOUR - 1), None);
+        assert_eq!(within_coverage(p, -1), None);
     }
 }

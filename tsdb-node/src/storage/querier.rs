@@ -156,23 +156,28 @@ impl Snapshot {
         keep: impl Fn(i64) -> bool,
     ) -> Result<Vec<Sample>, StorageError> {
         let mut acc: Vec<Sample> = Vec::new();
-        let mut buf = Vec::new();
         for src in &self.sources {
-            buf.clear();
-            src.samples(s.id, mint, maxt, &mut buf)?;
-            buf.retain(|x| keep(x.t));
-            if buf.is_empty() {
+            // Each source decodes straight onto the end of what the earlier ones gave: sources
+            // mostly follow one another in time (a day's block, then the next), and then the
+            // samples are merged as they stand, without a copy.
+            let start = acc.len();
+            src.samples(s.id, mint, maxt, &mut acc)?;
+            retain_from(&mut acc, start, &keep);
+            if acc.len() == start {
                 continue;
             }
             let deleted = self.deleted_ranges(&s.labels, src.seq());
             if !deleted.is_empty() {
-                buf.retain(|x| !is_deleted(&deleted, x.t));
+                retain_from(&mut acc, start, |t| !is_deleted(&deleted, t));
             }
-            if acc.is_empty() {
-                // The first source with data: take its buffer instead of copying it.
-                std::mem::swap(&mut acc, &mut buf);
-            } else {
-                acc = merge_newer(acc, &buf);
+            let overlaps = start > 0
+                && acc
+                    .get(start)
+                    .zip(acc.get(start - 1))
+                    .is_some_and(|(first, last)| first.t <= last.t);
+            if overlaps {
+                let newer = acc.split_off(start);
+                acc = merge_newer(acc, &newer);
             }
         }
         let head: Vec<Sample> = s
@@ -303,15 +308,7 @@ impl Snapshot {
         let valid: Vec<&Arc<SegmentHandle>> = self
             .rollups
             .iter()
-            .filter(|r| {
-                let n = &r.name;
-                let newer_raw = self
-                    .raw_extents
-                    .iter()
-                    .any(|&(seq, a, b)| seq > n.seq && a <= n.end && b >= n.start);
-                let superseded = self.rollups.iter().any(|o| o.name.supersedes(n));
-                !newer_raw && !superseded
-            })
+            .filter(|r| rollup_valid(r, &self.rollups, &self.raw_extents))
             .collect();
         let in_valid = |b: i64| valid.iter().any(|r| b >= r.name.start && b <= r.name.end);
         let raw_min = bucket_start(mint, resolution);
@@ -414,6 +411,40 @@ fn gaps(lo: i64, hi: i64, mut skip: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     out
 }
 
+/// Whether rollup segment `r` answers for its window: no raw data written after it (a later
+/// segment, the head; `raw_extents` holds each as `(seq, start, end)`) overlaps the window, and
+/// no other rollup of `rollups` supersedes it.
+pub(crate) fn rollup_valid<'a>(
+    r: &SegmentHandle,
+    rollups: impl IntoIterator<Item = &'a Arc<SegmentHandle>>,
+    raw_extents: &[(u64, i64, i64)],
+) -> bool {
+    let n = &r.name;
+    let newer_raw = raw_extents
+        .iter()
+        .any(|&(seq, a, b)| seq > n.seq && a <= n.end && b >= n.start);
+    !newer_raw && !rollups.into_iter().any(|o| o.name.supersedes(n))
+}
+
+/// Keeps the samples of `v[start..]` whose timestamps `keep` accepts, in order.
+fn retain_from(v: &mut Vec<Sample>, start: usize, keep: impl Fn(i64) -> bool) {
+    // Mostly every sample is kept: find the first that is not before moving any.
+    let Some(first) = v
+        .get(start..)
+        .and_then(|tail| tail.iter().position(|x| !keep(x.t)))
+    else {
+        return;
+    };
+    let mut w = start + first;
+    for r in w + 1..v.len() {
+        if keep(v[r].t) {
+            v[w] = v[r];
+            w += 1;
+        }
+    }
+    v.truncate(w);
+}
+
 /// `older` merged with `newer`, `newer` winning on equal timestamps.
 pub(crate) fn merge_newer(older: Vec<Sample>, newer: &[Sample]) -> Vec<Sample> {
     if newer.is_empty() {
@@ -460,6 +491,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Filtering a tail in place equals `retain` on it, the head left alone.
+        #[test]
+        fn retain_from_filters_only_the_tail(
+            ts in proptest::collection::vec(0i64..100, 0..60),
+            start in 0usize..70,
+            modulus in 1i64..5,
+        ) {
+            let mut got: Vec<Sample> = ts.iter().map(|&t| Sample::new(t, 1.0)).collect();
+            let start = start.min(got.len());
+            let mut want = got.clone();
+            let mut tail = want.split_off(start);
+            tail.retain(|x| x.t % modulus != 0);
+            want.extend(tail);
+            retain_from(&mut got, start, |t| t % modulus != 0);
+            proptest::prop_assert_eq!(got, want);
+        }
+
         /// Keeping the older prefix in place gives the plain merge's answer.
         #[test]
         fn merge_newer_equals_the_plain_merge(

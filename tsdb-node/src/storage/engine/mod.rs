@@ -37,7 +37,7 @@ use crate::storage::layout::{self, SegmentKind};
 use crate::storage::model::{Labels, Matcher, Sample, SeriesId};
 use crate::storage::options::EngineOptions;
 use crate::storage::querier::{
-    is_raw, RollupSeries, SelectedSeries, Series, SeriesAggregate, Snapshot, Source,
+    is_raw, rollup_valid, RollupSeries, SelectedSeries, Series, SeriesAggregate, Snapshot, Source,
 };
 use crate::storage::tombstones::{Tombstone, Tombstones};
 use crate::storage::wal::{Wal, WalRecord};
@@ -533,20 +533,7 @@ impl Engine {
                 })
                 .cloned()
                 .collect();
-            raw_extents = st
-                .segments
-                .iter()
-                .filter(|h| is_raw(h))
-                .map(|h| (h.name.seq, h.name.start, h.name.end))
-                .collect();
-            if let Some(f) = &st.frozen {
-                if let Some((a, b)) = f.head.time_range() {
-                    raw_extents.push((f.seq, a, b));
-                }
-            }
-            if let Some((a, b)) = st.head.time_range() {
-                raw_extents.push((u64::MAX, a, b));
-            }
+            raw_extents = raw_extents_of(&st);
         }
         let tombstones = st
             .tombstones
@@ -563,6 +550,24 @@ impl Engine {
             mint,
             maxt,
         }
+    }
+
+    /// The end of the newest window that rollups of `resolution_ms` answer for (see
+    /// [`rollup_valid`]); `None` when none do. Windows before it may still be stale for some
+    /// series (a later deletion) or missing; [`Engine::select_rollup`] reads raw data there.
+    pub fn rollup_coverage_end(&self, resolution_ms: i64) -> Option<i64> {
+        let st = self.state.read();
+        let rollups: Vec<&Arc<SegmentHandle>> = st
+            .segments
+            .iter()
+            .filter(|h| h.name.kind == SegmentKind::Rollup { resolution_ms })
+            .collect();
+        let raw_extents = raw_extents_of(&st);
+        rollups
+            .iter()
+            .filter(|r| rollup_valid(r, rollups.iter().copied(), &raw_extents))
+            .map(|r| r.name.end)
+            .max()
     }
 
     /// Runs `f` on a snapshot; a segment found corrupt on the way is quarantined and the query
@@ -767,4 +772,24 @@ impl Engine {
     pub fn close(&self) -> Result<(), StorageError> {
         self.checkpoint()
     }
+}
+
+/// Every raw extent as `(seq, start, end)`: segments, the frozen head (seq of its cut) and the
+/// live head (newer than anything, `u64::MAX`).
+fn raw_extents_of(st: &State) -> Vec<(u64, i64, i64)> {
+    let mut raw_extents: Vec<(u64, i64, i64)> = st
+        .segments
+        .iter()
+        .filter(|h| is_raw(h))
+        .map(|h| (h.name.seq, h.name.start, h.name.end))
+        .collect();
+    if let Some(f) = &st.frozen {
+        if let Some((a, b)) = f.head.time_range() {
+            raw_extents.push((f.seq, a, b));
+        }
+    }
+    if let Some((a, b)) = st.head.time_range() {
+        raw_extents.push((u64::MAX, a, b));
+    }
+    raw_extents
 }

@@ -1,7 +1,7 @@
 //! Query latency on a day of the reference dataset in strata-node and Prometheus: both loaded
 //! by remote write, both settled (Prometheus' head compacted into blocks, Strata's head cut,
-//! compacted and rolled up), then each query run alternately against the two so that background
-//! load on the machine hits both alike.
+//! compacted and rolled up), then each query timed against one while the other is stopped, in
+//! alternating turns (see [`RUNS_PER_TURN`]).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,13 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A Prometheus head spanning at most this much has been compacted (1.5 × the 2 h block
 /// range is the point at which Prometheus compacts, plus slack).
 const SETTLED_HEAD_SPAN_MS: i64 = 3 * 3600 * 1000 + 600_000;
+
+/// Timed runs of one server in a row while the other is stopped (SIGSTOP); then the other
+/// takes its turn. Turns alternate so that slow drifts on the machine hit both alike, and the
+/// stopped server cannot run its own background work (a Go garbage collection soaks up every
+/// idle core) during the other's queries: on two cores, timing them in strict alternation put
+/// a tail of several milliseconds on whichever ran right after Prometheus.
+const RUNS_PER_TURN: usize = 10;
 
 /// A query of the benchmark: instant at `end` when `step` is `None`, else a range over the
 /// dataset's last day.
@@ -176,25 +183,38 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
             );
         }
         let mut lat = [Vec::new(), Vec::new()];
-        for _ in 0..a.repeat.max(1) {
+        let mut left = a.repeat.max(1);
+        while left > 0 {
+            let runs = left.min(RUNS_PER_TURN);
+            left -= runs;
             for (i, s) in servers.iter().enumerate().take(2) {
-                let t = Instant::now();
-                s.endpoints.api.get_plain(path, &params)?;
-                lat[i].push(t.elapsed());
+                let _others = servers
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, o)| o.pause())
+                    .collect::<Result<Vec<_>>>()?;
+                for _ in 0..runs {
+                    let t = Instant::now();
+                    s.endpoints.api.get_plain(path, &params)?;
+                    lat[i].push(t.elapsed());
+                }
             }
         }
         let [ls, lp] = lat;
         let (ls, lp) = (Percentiles::of(ls), Percentiles::of(lp));
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let ratio = ms(ls.at(50.0)) / ms(lp.at(50.0)).max(1e-9);
+        let ratio50 = ms(ls.at(50.0)) / ms(lp.at(50.0)).max(1e-9);
         let ratio99 = ms(ls.at(99.0)) / ms(lp.at(99.0)).max(1e-9);
+        // The goal holds for both percentiles, so the table shows the larger ratio.
+        let ratio = ratio50.max(ratio99);
         eprintln!(
-            "  {}: Strata p50 {:.1} ms p99 {:.1} ms; Prometheus p50 {:.1} ms p99 {:.1} ms",
+            "  {}: Strata p50 {} p99 {}; Prometheus p50 {} p99 {}; ratios p50 {ratio50:.3} p99 {ratio99:.3}",
             q.name,
-            ms(ls.at(50.0)),
-            ms(ls.at(99.0)),
-            ms(lp.at(50.0)),
-            ms(lp.at(99.0))
+            latency(ls.at(50.0)),
+            latency(ls.at(99.0)),
+            latency(lp.at(50.0)),
+            latency(lp.at(99.0))
         );
         rows.push(Row {
             workload: format!(
@@ -203,22 +223,29 @@ pub fn run(a: &CompareArgs, programs: &Programs, rows: &mut Vec<Row>) -> Result<
                 q.promql,
                 if agree { "" } else { " — answers differ" }
             ),
-            strata: format!(
-                "p50 {:.1} ms, p99 {:.1} ms",
-                ms(ls.at(50.0)),
-                ms(ls.at(99.0))
-            ),
+            strata: format!("p50 {}, p99 {}", latency(ls.at(50.0)), latency(ls.at(99.0))),
             reference: format!(
-                "Prometheus p50 {:.1} ms, p99 {:.1} ms",
-                ms(lp.at(50.0)),
-                ms(lp.at(99.0))
+                "Prometheus p50 {}, p99 {}",
+                latency(lp.at(50.0)),
+                latency(lp.at(99.0))
             ),
             ratio: Some(ratio),
             goal: format!("≤ {}× Prometheus (p50 and p99)", q.goal_factor),
-            met: Some(ratio <= q.goal_factor && ratio99 <= q.goal_factor && agree),
+            met: Some(ratio <= q.goal_factor && agree),
         });
     }
     Ok(())
+}
+
+/// A latency in milliseconds, with two decimals below 10 ms (a one-series query takes a
+/// fraction of a millisecond).
+fn latency(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
 }
 
 /// Waits until Prometheus has compacted its head down to the last few hours, so that queries

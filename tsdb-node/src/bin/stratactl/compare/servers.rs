@@ -191,6 +191,35 @@ impl Server {
         Some(Duration::from_millis(ticks * 10))
     }
 
+    /// Stops the server process (SIGSTOP) until [`Paused`] is dropped, so that it takes no CPU
+    /// at all, not even for its background work, while another server is being timed.
+    pub fn pause(&self) -> Result<Paused> {
+        signal(self.child.id(), libc::SIGSTOP)?;
+        // SIGSTOP takes effect asynchronously: wait until every thread is stopped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.stopped() {
+            if Instant::now() > deadline {
+                let _ = signal(self.child.id(), libc::SIGCONT);
+                bail!("{} did not stop within 5 s", self.system.name());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Paused {
+            pid: self.child.id(),
+        })
+    }
+
+    /// Whether the process is stopped (state `T` in /proc).
+    fn stopped(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                let rest = stat.get(stat.rfind(')')? + 2..)?.to_string();
+                Some(rest.starts_with('T'))
+            })
+            .unwrap_or(false)
+    }
+
     /// Peak resident memory of the server process (`VmHWM` in /proc, Linux), in bytes.
     pub fn peak_rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -198,6 +227,27 @@ impl Server {
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }
+}
+
+/// A server stopped by [`Server::pause`]; continued (SIGCONT) when dropped.
+pub struct Paused {
+    pid: u32,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = signal(self.pid, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) -> Result<()> {
+    let pid = libc::pid_t::try_from(pid).context("process id out of range")?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our own
+    // child, which is not reaped while its `Server` lives.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("signalling a benchmark server");
+    }
+    Ok(())
 }
 
 impl Drop for Server {
