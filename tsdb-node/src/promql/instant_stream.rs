@@ -91,7 +91,13 @@ fn evaluate(
         match name {
             None => {
                 let mut points = Vec::with_capacity(samples.len());
-                points.extend(window);
+                if samples.iter().any(|s| is_stale_nan(s.v)) {
+                    points.extend(window);
+                } else {
+                    // Without markers to skip, the copy has a known length and compiles to
+                    // straight moves instead of a push per sample.
+                    points.extend(samples.iter().map(|s| (s.t, s.v)));
+                }
                 if !points.is_empty() {
                     st.cost = st.cost.saturating_add(points.len());
                     if st.cost > max_samples {

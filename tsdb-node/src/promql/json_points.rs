@@ -73,7 +73,7 @@ impl ValueForms {
     }
 
     /// What `short_decimal(v)` gives, when the value takes that form at all.
-    #[inline]
+    #[inline(always)]
     fn decimal(&mut self, v: f64) -> Option<(i64, usize)> {
         let bits = v.to_bits();
         let slot = (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % VALUE_SLOTS;
@@ -127,7 +127,7 @@ impl PointWriter {
     ///
     /// The write position lives in a local variable until the end: kept in the struct, every
     /// byte written was a load and a store of it, one after the other.
-    #[inline]
+    #[inline(always)]
     fn point(&mut self, sep: bool, t_ms: u64, n: i64, k: usize) {
         let PointWriter {
             buf,
@@ -178,7 +178,7 @@ impl PointWriter {
 
 /// `n` in decimal with a point before its last `k` digits (`0.0…` when it has no more than
 /// `k`), as `push_short_decimal` writes it, at `p`; returns the position after it.
-#[inline]
+#[inline(always)]
 fn put_decimal(buf: &mut [u8], p: usize, n: u64, k: usize) -> usize {
     // Constant divisors, which compile to multiplications; `short_decimal` gives at most four
     // decimals.
@@ -196,7 +196,7 @@ fn put_decimal(buf: &mut [u8], p: usize, n: u64, k: usize) -> usize {
 }
 
 /// `n` in decimal at `p`; returns the position after it.
-#[inline]
+#[inline(always)]
 fn put_uint(buf: &mut [u8], p: usize, n: u64) -> usize {
     // Readings mostly have one or two digits before the point; those skip the digit count.
     if n < 10 {
@@ -214,7 +214,7 @@ fn put_uint(buf: &mut [u8], p: usize, n: u64) -> usize {
 
 /// The last `width` decimal digits of `n`, zero-padded on the left, at `p`; returns the
 /// position after them.
-#[inline]
+#[inline(always)]
 fn put_fixed(buf: &mut [u8], p: usize, mut n: u64, width: usize) -> usize {
     let end = p + width;
     let mut at = end;
