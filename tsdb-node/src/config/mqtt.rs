@@ -49,7 +49,9 @@ pub struct MqttConfig {
     pub batch_max_messages: usize,
     /// How long a batch of QoS 0 messages waits for more before it is written (0 = never).
     /// QoS 0 has no acknowledgement to delay, and fuller batches mean fewer fsyncs and
-    /// thread hand-offs per message. QoS 1 batches never wait: their acks would.
+    /// thread hand-offs per message. QoS 1 batches never wait: their acks would. While it is
+    /// not zero, the subscriber also reads QoS 0 messages from the socket at most once per
+    /// millisecond (or per linger, when shorter), so that they arrive in bulk.
     pub qos0_linger: HumanDuration,
     /// First and largest delay between reconnection attempts (doubling in between).
     pub reconnect_min: HumanDuration,

@@ -31,6 +31,16 @@ pub(super) struct Inbound {
 /// under load the socket holds many more.
 pub(super) const INBOUND_MAX: usize = 256;
 
+/// Longest [`Connection::read_pause`].
+const READ_PAUSE_MAX: Duration = Duration::from_millis(1);
+
+/// The pause between socket reads of QoS 0 messages for a given `mqtt.qos0_linger`: 1 ms, or
+/// the linger when shorter, so that a linger of zero (lowest latency) also reads at once.
+/// Messages wait in the socket instead of in the batch, which lingers anyway.
+pub(super) fn read_pause(qos0_linger: Duration) -> Duration {
+    qos0_linger.min(READ_PAUSE_MAX)
+}
+
 /// How long shutdown waits for the dispatcher's last acks to go out.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the DISCONNECT to be written.
@@ -60,6 +70,11 @@ pub(super) struct Connection {
     pub inbound_max: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// How long to let QoS 0 messages accumulate in the socket after a hand-over that took
+    /// all there was (zero: read again at once). Reading as messages trickle in costs a
+    /// thread wake-up and a socket read for every few messages; on two cores shared with the
+    /// broker those wake-ups also preempt it. See [`read_pause`].
+    pub read_pause: Duration,
     /// Where the session's subscriptions are remembered; `None` for a node without storage
     /// of its own to keep it in.
     pub record: Option<SubscribedRecord>,
@@ -174,6 +189,9 @@ impl Connection {
                         }
                     }
                     MqttMetrics::add(&self.metrics.received, messages.len());
+                    let pause = !self.read_pause.is_zero()
+                        && messages.len() < self.inbound_max
+                        && !messages.iter().any(Received::needs_ack);
                     let inbound = Inbound {
                         messages,
                         generation: self.generation.load(Ordering::Acquire),
@@ -188,6 +206,13 @@ impl Connection {
                             if r.is_err() {
                                 break;
                             }
+                        }
+                    }
+                    if pause {
+                        tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|s| *s) => break,
+                            _ = tokio::time::sleep(self.read_pause) => {}
                         }
                     }
                 }
@@ -326,5 +351,21 @@ fn log_connection_error(url: &BrokerUrl, e: &LinkError, retry_in: Duration) {
         FailureKind::Closed | FailureKind::Other => tracing::warn!(
             broker = %url, %protocol, error = %e.message, ?retry_in,
             "MQTT connection lost or failed; reconnecting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_pause_follows_the_linger_and_never_exceeds_a_millisecond() {
+        assert_eq!(read_pause(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            read_pause(Duration::from_micros(300)),
+            Duration::from_micros(300)
+        );
+        assert_eq!(read_pause(Duration::from_millis(5)), READ_PAUSE_MAX);
+        assert_eq!(read_pause(Duration::from_secs(1)), READ_PAUSE_MAX);
     }
 }

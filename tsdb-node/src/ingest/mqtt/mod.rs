@@ -138,6 +138,7 @@ impl MqttIngest {
             inbound_max,
             reconnect_min: cfg.reconnect_min.0,
             reconnect_max: cfg.reconnect_max.0,
+            read_pause: connection::read_pause(cfg.qos0_linger.0),
             record: node.data_dir.map(subscribed::SubscribedRecord::new),
         };
         tokio::spawn(async move {
