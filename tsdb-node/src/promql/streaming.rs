@@ -70,8 +70,13 @@ pub(crate) fn try_range(
                 grid.end.saturating_sub(off),
             )
         }
-        Inner::RangeCall(_, ms) => {
-            if rollup::plan(ms, grid, how.resolutions).is_some() {
+        Inner::RangeCall(name, ms) => {
+            // A grid whose windows line up with rollup buckets is the rollup path's, but only
+            // for the functions rollups answer: `rate` over an aligned grid (Grafana aligns
+            // `start` to the step) is still streamed, not left to the step loop.
+            if rollup::ROLLUP_FUNCTIONS.contains(name)
+                && rollup::plan(ms, grid, how.resolutions).is_some()
+            {
                 return None;
             }
             let off = offset_ms(&ms.vs.offset);
