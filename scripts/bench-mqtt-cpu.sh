@@ -11,31 +11,13 @@ cd "$(dirname "$0")/.."
 N=${1:-500000}
 WHO=${2:-node}
 BIN=${STRATA_BIN:-target/release}
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/mqtt-bench-lib.sh
+. scripts/mqtt-bench-lib.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_seconds() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
-stored() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_messages_stored_total"{print $2}'; }
 
-BROKER_PORT=$(free_port)
-cat >"$WORK/mosquitto.conf" <<CONF
-listener $BROKER_PORT 127.0.0.1
-allow_anonymous true
-max_inflight_messages 0
-max_queued_messages 0
-CONF
-"$MOSQUITTO" -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
-BROKER=$!
-PIDS+=("$BROKER")
-sleep 0.5
+start_broker
+BROKER=$BROKER_PID
 
 case "$WHO" in
   sub)
@@ -46,26 +28,8 @@ case "$WHO" in
     SUB=$(pgrep -n mosquitto_sub)
     ;;
   node)
-    HTTP=$(free_port)
-    mkdir -p "$WORK/node"
-    cat >"$WORK/node/config.yaml" <<CONF
-server:
-  http_addr: 127.0.0.1:$HTTP
-  binary_addr: 127.0.0.1:$(free_port)
-  tcp_addr: 127.0.0.1:$(free_port)
-storage:
-  data_dir: $WORK/node/data
-  wal_dir: $WORK/node/wal
-mqtt:
-  broker: tcp://127.0.0.1:$BROKER_PORT
-  qos: 0
-  protocol: "5"
-  client_id: strata-bench
-CONF
-    RUST_LOG=warn "$BIN/strata-node" --config "$WORK/node/config.yaml" >/dev/null 2>&1 &
-    SUB=$!
-    PIDS+=("$SUB")
-    until curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_connected"{print $2}' | grep -qx 1; do sleep 0.1; done
+    start_node 0 5
+    SUB=$NODE
     ;;
   *) echo "the second argument is sub or node" >&2; exit 2 ;;
 esac
@@ -83,7 +47,7 @@ T0=$(date +%s.%N)
 if [ "$WHO" = sub ]; then
   while kill -0 "$SUB" 2>/dev/null; do sleep 0.01; done
 else
-  until [ "$(stored)" -ge "$N" ]; do sleep 0.05; done
+  until [ "$(node_metric strata_mqtt_messages_stored_total)" -ge "$N" ]; do sleep 0.05; done
 fi
 T1=$(date +%s.%N)
 BROKER1=$(cpu_seconds "$BROKER")

@@ -20,37 +20,8 @@ case "$PROTOCOL" in
   *) echo "PROTOCOL must be 5 or 3.1.1" >&2; exit 2 ;;
 esac
 BIN=${STRATA_BIN:-target/release}
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_broker() {
-  BROKER_PORT=$(free_port)
-  # Unlimited in-flight QoS 1 messages per 3.1.1 client: with acks sent only after the WAL
-  # commit, mosquitto's default of 20 would cap the node at 20 messages per fsync. (An MQTT 5
-  # client's window is its own Receive Maximum, 65 535 for the node.)
-  cat >"$WORK/mosquitto.conf" <<CONF
-listener $BROKER_PORT 127.0.0.1
-allow_anonymous true
-max_inflight_messages 0
-max_queued_messages 0
-CONF
-  "$MOSQUITTO" -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
-  BROKER_PID=$!
-  PIDS+=("$BROKER_PID")
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && return; sleep 0.1; done
-  echo "mosquitto did not start" >&2; exit 1
-}
-
-stop_broker() { kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; }
+# shellcheck source=scripts/mqtt-bench-lib.sh
+. scripts/mqtt-bench-lib.sh
 
 publish() { # qos
   "$BIN/stratactl" simulate mqtt --broker "tcp://127.0.0.1:$BROKER_PORT" --devices 100 \
@@ -93,26 +64,7 @@ for QOS in $QOS_LIST; do
 
   # 2. The node: the same load, timed until N messages are durable (its own counter).
   start_broker
-  HTTP=$(free_port)
-  rm -rf "$WORK/node"; mkdir -p "$WORK/node"
-  cat >"$WORK/node/config.yaml" <<CONF
-server:
-  http_addr: 127.0.0.1:$HTTP
-  binary_addr: 127.0.0.1:$(free_port)
-  tcp_addr: 127.0.0.1:$(free_port)
-storage:
-  data_dir: $WORK/node/data
-  wal_dir: $WORK/node/wal
-mqtt:
-  broker: tcp://127.0.0.1:$BROKER_PORT
-  qos: $QOS
-  protocol: "$PROTOCOL"
-  client_id: strata-bench
-CONF
-  RUST_LOG=warn "$BIN/strata-node" --config "$WORK/node/config.yaml" >/dev/null &
-  NODE=$!
-  PIDS+=("$NODE")
-  until [ "$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_connected"{print $2}')" = "1" ]; do sleep 0.1; done
+  start_node "$QOS" "$PROTOCOL"
   # One poller process on a keep-alive connection: a curl (and awk) started every 10 ms costs
   # several milliseconds of CPU each, a core's worth that the node's run would pay and the
   # ceiling's run would not.
@@ -124,7 +76,7 @@ CONF
   PUB=$!
   wait $POLLER || true
   read -r STORED T1 <"$WORK/stored.out"
-  LEVEL=$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '$1=="strata_mqtt_protocol_version"{print $2}')
+  LEVEL=$(node_metric strata_mqtt_protocol_version)
   wait $PUB || true
   NODE_RATE=$(python3 -c "print(round($STORED/($T1-$T0)))")
   kill "$NODE"; wait "$NODE" 2>/dev/null || true
