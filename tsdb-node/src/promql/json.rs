@@ -131,19 +131,9 @@ fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
     }
 }
 
-/// Powers of ten for the decimals [`push_short_decimal`] tries; every one is exact in f64.
+/// Powers of ten for the decimals [`short_decimal`] tries; every one is exact in f64.
 const SHORT_DECIMAL_SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
 
-/// Writes `v` as Go's shortest `'f'` formatting does when it has at most four decimals and
-/// fewer than 16 significant digits (sensor readings, counters, most rates); false, having
-/// written nothing, otherwise.
-///
-/// Why this is the shortest round-tripping form: IEEE division is correctly rounded, as is
-/// parsing, so `n / 10^k == v` holds exactly when the decimal `n·10^-k` parses to `v`. With
-/// `|n| < 10^15` a neighbouring decimal with the same `k` is a different double, so `n` is the
-/// only candidate with `k` decimals, and the smallest `k` that works gives the fewest
-/// significant digits. Rounding `v·10^k` to an integer finds that `n` whenever it exists: the product's
-/// rounding error is far below one half at these magnitudes. Ryu costs several times this.
 /// The decimal `(n, k)` with `n·10^-k == v`, `k` at most four and `|n| < 10^15`, with the
 /// smallest such `k`: Go's shortest `'f'` formatting of `v` when it has at most four decimals and
 /// fewer than 16 significant digits (sensor readings, counters, most rates).

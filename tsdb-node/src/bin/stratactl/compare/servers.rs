@@ -195,7 +195,8 @@ impl Server {
     /// at all, not even for its background work, while another server is being timed.
     pub fn pause(&self) -> Result<Paused> {
         signal(self.child.id(), libc::SIGSTOP)?;
-        // SIGSTOP takes effect asynchronously: wait until every thread is stopped.
+        // SIGSTOP takes effect asynchronously: wait until the process (its leader thread, as
+        // /proc/<pid>/stat shows it) is stopped.
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.stopped() {
             if Instant::now() > deadline {
@@ -213,10 +214,7 @@ impl Server {
     fn stopped(&self) -> bool {
         std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .ok()
-            .and_then(|stat| {
-                let rest = stat.get(stat.rfind(')')? + 2..)?.to_string();
-                Some(rest.starts_with('T'))
-            })
+            .and_then(|stat| Some(stat.get(stat.rfind(')')? + 2..)?.starts_with('T')))
             .unwrap_or(false)
     }
 
